@@ -1,0 +1,1 @@
+"""The ``specllama`` command line: a thin layer over the Python API."""

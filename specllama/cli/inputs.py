@@ -1,0 +1,40 @@
+"""Reading prompts from flags, files and stdin, with strict UTF-8."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import PromptError
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PromptError(f"{source} is not valid UTF-8 (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from None
+
+
+def read_file(path: str) -> str:
+    if path == "-":
+        return decode_utf8(sys.stdin.buffer.read(), "stdin")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except IsADirectoryError:
+        raise PromptError(f"prompt file is a directory: {path}") from None
+    except OSError as exc:
+        raise PromptError(f"cannot read prompt file {path}: {exc.strerror}") from None
+    return decode_utf8(data, path)
+
+
+def read_prompt(prompt: str | None, file: str | None, stdin_ok: bool = True) -> str:
+    """The document text: ``-p``, else ``-f`` (``-`` is stdin), else stdin when it is not a TTY."""
+    if prompt is not None and file is not None:
+        raise PromptError("give the prompt with -p or -f, not both")
+    if prompt is not None:
+        return prompt
+    if file is not None:
+        return read_file(file)
+    if stdin_ok and not sys.stdin.isatty():
+        return decode_utf8(sys.stdin.buffer.read(), "stdin")
+    raise PromptError("no prompt: use -p TEXT, -f FILE, or pipe text on stdin")

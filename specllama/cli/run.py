@@ -1,0 +1,67 @@
+"""``specllama run``: one prompt, one answer on stdout, one summary line on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..engine import lib
+from ..prompt import build_prompt, document_request
+from ..runtime import Runtime
+from .inputs import read_prompt
+from .options import (gen_config, gen_options, method_from, method_options, model_options,
+                      prompt_options, runtime_config, wants_draft)
+
+
+def note(msg: str) -> None:
+    sys.stderr.write(f"specllama: {msg}\n")
+    sys.stderr.flush()
+
+
+def load_request(rt: Runtime, o: dict):
+    """Read and tokenize the request described by the prompt options."""
+    text = read_prompt(o.get("prompt"), o.get("file"))
+    return build_prompt(rt.target, document_request(text, o.get("question"), o.get("system")),
+                        o.get("chat_template"), o.get("raw", False))
+
+
+@click.command()
+@model_options
+@prompt_options
+@method_options
+@gen_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming text.")
+@click.option("--quiet", is_flag=True, help="No summary line on stderr.")
+def run(as_json: bool, quiet: bool, **o) -> None:
+    """Answer one prompt (from -p, -f or stdin) with the chosen method."""
+    from ..pipeline import generate
+
+    lib.init(o.get("verbose"))
+    cfg = runtime_config(o, wants_draft(o))
+    with Runtime(cfg) as rt:
+        method = method_from(o, rt.has_draft)
+        gen = gen_config(o)
+        prompt = load_request(rt, o)
+        out = sys.stdout
+
+        def emit(piece: str) -> None:
+            out.write(piece)
+            out.flush()
+
+        result = generate(rt, prompt, method, gen, on_text=None if as_json else emit)
+    for n in result.notes:
+        note(n)
+    if as_json:
+        json.dump({"text": result.text, "method": result.method, "stop": result.stop,
+                   "n_prompt": result.timings.n_prompt, "n_kept": result.timings.n_kept,
+                   "kept": result.kept.tolist(), "notes": result.notes,
+                   "timings": result.timings.server_timings()}, out, ensure_ascii=False)
+        out.write("\n")
+    else:
+        if not result.text.endswith("\n"):
+            out.write("\n")
+    out.flush()
+    if not quiet:
+        note(f"{result.method}: {result.timings.summary()}")

@@ -1,0 +1,106 @@
+"""Loading llama.cpp once: the bindings, backend initialisation, logging, and raw ggml access.
+
+``llama_cpp.llama_cpp`` is llama-cpp-python's ctypes mirror of ``llama.h``. This module adds the
+few ggml pieces the bindings do not cover (the ``ggml_tensor`` layout and
+``ggml_backend_tensor_get``), which attention capture needs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pathlib
+import sys
+import threading
+
+from ..errors import SpecllamaError
+
+try:  # pragma: no cover - exercised by every test run
+    import llama_cpp.llama_cpp as C  # noqa: N812  (the C API, as in llama.h)
+except ImportError as exc:  # pragma: no cover
+    raise SpecllamaError(
+        f"llama-cpp-python is not installed or failed to load ({exc}); run `make install`"
+    ) from exc
+
+_init_lock = threading.Lock()
+_initialised = False
+_verbose = False
+
+GGML_MAX_DIMS = 4
+GGML_MAX_SRC = 10
+GGML_MAX_OP_PARAMS = 64
+GGML_MAX_NAME = 64
+GGML_TYPE_F32 = 0
+
+
+class GGMLTensor(ctypes.Structure):
+    """``struct ggml_tensor`` from ggml.h (vendored llama.cpp of llama-cpp-python 0.3.36)."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("buffer", ctypes.c_void_p),
+        ("ne", ctypes.c_int64 * GGML_MAX_DIMS),
+        ("nb", ctypes.c_size_t * GGML_MAX_DIMS),
+        ("op", ctypes.c_int),
+        ("op_params", ctypes.c_int32 * (GGML_MAX_OP_PARAMS // 4)),
+        ("flags", ctypes.c_int32),
+        ("src", ctypes.c_void_p * GGML_MAX_SRC),
+        ("view_src", ctypes.c_void_p),
+        ("view_offs", ctypes.c_size_t),
+        ("data", ctypes.c_void_p),
+        ("name", ctypes.c_char * GGML_MAX_NAME),
+        ("extra", ctypes.c_void_p),
+        ("padding", ctypes.c_char * 8),
+    ]
+
+
+def _load_ggml_base() -> ctypes.CDLL:
+    libdir = pathlib.Path(C.__file__).resolve().parent / "lib"
+    names = ["libggml-base.so", "libggml-base.dylib", "ggml-base.dll"]
+    for name in names:
+        path = libdir / name
+        if path.exists():
+            return ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+    # Fall back to whatever the dynamic loader finds (system llama.cpp builds).
+    for name in names:
+        try:
+            return ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+        except OSError:
+            continue
+    raise SpecllamaError(f"cannot find libggml-base next to llama-cpp-python in {libdir}")
+
+
+ggml_base = _load_ggml_base()
+ggml_backend_tensor_get = ggml_base.ggml_backend_tensor_get
+ggml_backend_tensor_get.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
+ggml_backend_tensor_get.restype = None
+
+
+@C.llama_log_callback
+def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:  # pragma: no cover
+    if _verbose and text:
+        try:
+            sys.stderr.write(text.decode("utf-8", "replace"))
+        except Exception:
+            pass
+
+
+def init(verbose: bool | None = None) -> None:
+    """Initialise llama.cpp's backends once per process and route its log.
+
+    llama.cpp's own log is silent unless ``verbose`` (``-v`` on the CLI, or SPECLLAMA_VERBOSE=1).
+    """
+    global _initialised, _verbose
+    if verbose is None:
+        verbose = os.environ.get("SPECLLAMA_VERBOSE", "") not in ("", "0")
+    with _init_lock:
+        _verbose = bool(verbose)
+        if not _initialised:
+            C.llama_log_set(_log_callback, ctypes.c_void_p(0))
+            C.llama_backend_init()
+            _initialised = True
+
+
+def set_verbose(verbose: bool) -> None:
+    global _verbose
+    _verbose = bool(verbose)

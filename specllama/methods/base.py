@@ -1,0 +1,158 @@
+"""The shared interface of every method, baselines included.
+
+A method is at most two stages around the target's run, in the spirit of kvpress's presses:
+
+* a :class:`PromptStage` picks which prompt tokens the target prefills (SpecPC, truncation);
+* a :class:`KVStage` picks, after the target's prefill, which KV cells survive into a small decode
+  context (SpecKV, SnapKV, StreamingLLM, random).
+
+``dense`` has neither; ``speckvpc`` has both. The pipeline runs any :class:`Method` the same way, so
+``run``, ``chat``, ``eval``, ``bench`` and ``serve`` never branch on method names.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from ..engine.sampling import SamplingConfig
+from ..errors import ConfigError
+from ..prompt import Prompt
+from ..runtime import Runtime
+from ..timings import Timings
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many prompt tokens the target keeps: ``tokens`` (``--budget N``) or a fraction ``keep``.
+
+    The budget counts every prompt token the target attends to when decoding, protected tokens
+    and the window included; it means the same for every method.
+    """
+
+    tokens: int | None = None
+    keep: float | None = None
+
+    def __post_init__(self):
+        if self.tokens is not None and self.keep is not None:
+            raise ConfigError("give either --budget or --keep, not both")
+        if self.tokens is not None and self.tokens < 1:
+            raise ConfigError(f"--budget must be >= 1, got {self.tokens}")
+        if self.keep is not None and not 0.0 < self.keep <= 1.0:
+            raise ConfigError(f"--keep must be in (0, 1], got {self.keep}")
+
+    @property
+    def given(self) -> bool:
+        return self.tokens is not None or self.keep is not None
+
+    def resolve(self, n_prompt: int, default: int | None = None) -> int:
+        """The budget in tokens for an ``n_prompt``-token prompt."""
+        if self.tokens is not None:
+            return self.tokens
+        if self.keep is not None:
+            return max(1, math.ceil(self.keep * n_prompt))
+        if default is None:
+            raise ConfigError("this method needs --budget N or --keep FRACTION")
+        return default
+
+    def describe(self) -> str:
+        if self.tokens is not None:
+            return f"budget {self.tokens}"
+        if self.keep is not None:
+            return f"keep {self.keep:g}"
+        return "no budget"
+
+
+@dataclass(frozen=True)
+class GenConfig:
+    """Generation settings: ``n_predict`` (``-n``; -1 until end of generation) and sampling."""
+
+    n_predict: int = 256
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def __post_init__(self):
+        if self.n_predict == 0 or self.n_predict < -1:
+            raise ConfigError(f"-n must be >= 1 or -1, got {self.n_predict}")
+
+
+@dataclass
+class Job:
+    """One request as it moves through a method's stages (mutable scratch shared by stages).
+
+    Attributes:
+        prompt: the full prompt, ``[n]`` tokens with the protection mask.
+        budget: resolved budget in tokens for the stage being run.
+        gen: generation settings.
+        rt: models and contexts.
+        timings: filled as stages run.
+        lookahead: ``[L]`` draft tokens produced by a stage for a later one (SpecKV-PC).
+        notes: one-line messages for stderr (fallbacks, what was compressed).
+    """
+
+    prompt: Prompt
+    budget: int
+    gen: GenConfig
+    rt: Runtime
+    timings: Timings
+    lookahead: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class PromptStage(Protocol):
+    """Chooses the prompt tokens the target prefills."""
+
+    needs_draft: bool
+    window: int
+
+    def select(self, job: Job, budget: int) -> np.ndarray:
+        """Indices ``[k]`` (sorted, int64) of ``job.prompt.tokens`` to keep, ``k <= budget``."""
+
+
+class KVStage(Protocol):
+    """Chooses the target KV cells that survive into the decode context."""
+
+    needs_draft: bool
+    window: int
+
+    def lookahead(self, job: Job) -> np.ndarray:
+        """Tokens ``[L]`` the target prefills after the prompt and scores with (may be empty)."""
+
+    def select(self, job: Job, budget: int, attention: np.ndarray | None) -> np.ndarray:
+        """Cells ``[k]`` (sorted) among the ``n`` prefilled prompt cells to keep, ``k <= budget``.
+
+        ``attention`` is ``[n]`` target scores from the window and lookahead queries when
+        :attr:`needs_attention`, else None.
+        """
+
+    @property
+    def needs_attention(self) -> bool: ...
+
+
+class Method:
+    """A named pair of optional stages. Subclasses only set attributes and build stages."""
+
+    name: ClassVar[str] = "dense"
+    help: ClassVar[str] = ""
+
+    def __init__(self, prompt_stage: PromptStage | None = None, kv_stage: KVStage | None = None,
+                 budget: Budget = Budget(), budget_pc: Budget = Budget()):
+        self.prompt_stage = prompt_stage
+        self.kv_stage = kv_stage
+        self.budget = budget
+        self.budget_pc = budget_pc
+
+    @property
+    def needs_draft(self) -> bool:
+        return any(s is not None and s.needs_draft for s in (self.prompt_stage, self.kv_stage))
+
+    @property
+    def compresses(self) -> bool:
+        return self.prompt_stage is not None or self.kv_stage is not None
+
+    def describe(self) -> str:
+        if not self.compresses:
+            return self.name
+        return f"{self.name} {self.budget.describe()}"

@@ -1,0 +1,93 @@
+"""SpecPC: the draft's attention decides which prompt tokens the target reads.
+
+The draft prefills the whole prompt; the attention of its last ``window`` queries (weighted
+towards the end) and of ``lookahead`` generated tokens scores every prompt token. Scores are
+max-pooled over a ``kernel``-wide neighbourhood, the top tokens are expanded to ``neighbours``-wide
+spans, the window and the protected tokens (template, system prompt, question) are always kept,
+and the target prefills only the kept tokens (arXiv 2506.08373, section 4).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..select.scores import pool1d
+from ..select.topk import select_tokens
+from .base import Budget, Job, Method
+from .draft import AttentionConfig, score_with_attention
+
+POSITIONS = ("renumber", "original")
+
+
+@dataclass(frozen=True)
+class SpecPCConfig:
+    """SpecPC settings (paper defaults; kernel 64 is the paper's value for Qwen).
+
+    Attributes:
+        attention: window, reduction, query weighting and first layer.
+        lookahead: draft tokens generated; 1 reads the prefill window only.
+        pool: ``max`` or ``avg`` pooling of scores.
+        kernel: pooling width.
+        neighbours: span kept around each chosen token; None means ``kernel``.
+        positions: ``renumber`` feeds the kept tokens at 0..k-1, ``original`` at their prompt
+            positions.
+    """
+
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    lookahead: int = 1
+    pool: str = "max"
+    kernel: int = 64
+    neighbours: int | None = None
+    positions: str = "renumber"
+
+    def __post_init__(self):
+        if self.lookahead < 1:
+            raise ConfigError(f"--lookahead must be >= 1 for specpc, got {self.lookahead}")
+        if self.pool not in ("max", "avg"):
+            raise ConfigError(f"--pool must be max or avg, got {self.pool!r}")
+        if self.kernel < 1:
+            raise ConfigError(f"--kernel must be >= 1, got {self.kernel}")
+        if self.neighbours is not None and self.neighbours < 1:
+            raise ConfigError(f"--neighbours must be >= 1, got {self.neighbours}")
+        if self.positions not in POSITIONS:
+            raise ConfigError(f"--positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
+
+
+class SpecPCStage:
+    """Prompt stage: draft attention -> pooled scores -> kept token indices."""
+
+    needs_draft = True
+
+    def __init__(self, cfg: SpecPCConfig = SpecPCConfig()):
+        self.cfg = cfg
+        self.window = cfg.attention.window
+        self.positions = cfg.positions
+
+    def select(self, job: Job, budget: int) -> np.ndarray:
+        rt, prompt = job.rt, job.prompt
+        rt.check_same_tokenizer()
+        t0 = time.perf_counter()
+        ctx, tap = rt.draft_ctx(prompt.n + self.cfg.lookahead)
+        scores, job.lookahead = score_with_attention(
+            ctx, tap, rt.draft, prompt.tokens, self.cfg.attention, prompt.n, self.cfg.lookahead, job)
+        job.timings.draft_ms += 1000.0 * (time.perf_counter() - t0)
+        job.timings.draft_tokens += prompt.n + max(0, len(job.lookahead) - 1)
+        t1 = time.perf_counter()
+        pooled = pool1d(scores, self.cfg.kernel, self.cfg.pool)
+        neighbours = self.cfg.neighbours or self.cfg.kernel
+        keep = select_tokens(pooled, budget, window=self.window, neighbours=neighbours,
+                             protected=prompt.protected)
+        job.timings.select_ms += 1000.0 * (time.perf_counter() - t1)
+        return keep
+
+
+class SpecPC(Method):
+    name = "specpc"
+    help = "draft attention picks the prompt tokens the target prefills"
+
+    def __init__(self, budget: Budget = Budget(), cfg: SpecPCConfig = SpecPCConfig(), **_):
+        super().__init__(prompt_stage=SpecPCStage(cfg), budget=budget)

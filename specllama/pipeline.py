@@ -1,0 +1,220 @@
+"""One request end to end: prompt -> method stages -> target prefill -> decode.
+
+This is the only place that sequences a method's stages, so every front end (``run``, ``chat``,
+``eval``, ``bench``, ``serve``) gets identical behaviour, timings and fallbacks.
+"""
+
+from __future__ import annotations
+
+import codecs
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .engine.context import kv_bytes_for
+from .engine.kvstate import keep_cells
+from .engine.sampling import Sampler
+from .errors import ConfigError, PromptError
+from .methods.base import GenConfig, Job, Method
+from .methods.draft import score_with_attention
+from .prompt import Prompt
+from .runtime import Runtime, round_ctx
+from .timings import Timings
+
+TextFn = Callable[[str], None]
+UNBOUNDED_PREDICT = 2048  # -n -1: generate until end of generation, sized for this many tokens
+
+
+@dataclass
+class Result:
+    """What a request produced.
+
+    Attributes:
+        text: generated text.
+        tokens: ``[m]`` generated token ids.
+        kept: ``[k]`` prompt indices the target read (all of them for dense).
+        timings: where time and memory went.
+        method: the method that actually ran (``dense`` after a fallback).
+        notes: one-line messages for stderr.
+        stop: ``eog`` (end of generation), ``length`` (-n reached) or ``interrupted``.
+    """
+
+    text: str
+    tokens: np.ndarray
+    kept: np.ndarray
+    timings: Timings
+    method: str
+    notes: list[str] = field(default_factory=list)
+    stop: str = "eog"
+
+
+def check_budget(stage, budget: int, prompt: Prompt, what: str = "--budget") -> None:
+    """Refuse a budget below the stage's window or below the tokens that are never dropped."""
+    window = getattr(stage, "window", 0)
+    if budget < window:
+        raise ConfigError(f"{what} {budget} is smaller than the protected window of {window} tokens")
+    must = prompt.protected.copy()
+    must[max(0, prompt.n - window):] = True
+    if int(must.sum()) > budget:
+        raise ConfigError(
+            f"{what} {budget} is smaller than the {int(must.sum())} tokens that are never dropped "
+            f"(chat template, system prompt, question and the last {window} tokens)")
+
+
+def _fit(rt: Runtime, prompt: Prompt, method: Method, n_pred: int) -> None:
+    """Refuse prompts that do not fit the models that must read them whole."""
+    reader = rt.draft if method.prompt_stage is not None and method.prompt_stage.needs_draft else rt.target
+    limit = reader.info.n_ctx_train
+    if rt.cfg.n_ctx and reader is rt.target:
+        limit = rt.cfg.n_ctx
+    if limit and prompt.n + (0 if reader is not rt.target else n_pred) > limit:
+        raise PromptError(
+            f"the prompt has {prompt.n} tokens (+{n_pred} to generate) but {reader.role} "
+            f"{reader.name} reads at most {limit}")
+
+
+@dataclass
+class Plan:
+    """The stages that will actually run for a request, with resolved budgets."""
+
+    prompt_stage: object | None
+    kv_stage: object | None
+    budget: int
+    budget_pc: int
+    name: str
+
+
+def plan(method: Method, prompt: Prompt, notes: list[str]) -> Plan:
+    """Resolve budgets, validate them against the protected tokens, and fall back to dense when the
+    budget covers the whole prompt (saying so in ``notes``)."""
+    ps, kv = method.prompt_stage, method.kv_stage
+    if not method.compresses:
+        return Plan(None, None, prompt.n, prompt.n, method.name)
+    budget = method.budget.resolve(prompt.n)
+    budget_pc = method.budget_pc.resolve(prompt.n, default=budget) if ps and kv else budget
+    if ps and kv and budget_pc < budget:
+        raise ConfigError(f"--budget-pc {budget_pc} must be >= --budget {budget}")
+    if budget >= prompt.n:
+        notes.append(f"{method.describe()}: budget {budget} >= prompt of {prompt.n} tokens, running dense")
+        return Plan(None, None, prompt.n, prompt.n, "dense")
+    if ps is not None:
+        check_budget(ps, budget_pc, prompt, "--budget-pc" if kv else "--budget")
+    if kv is not None:
+        check_budget(kv, budget, prompt)
+    if ps is not None and budget_pc >= prompt.n:
+        ps = None
+    return Plan(ps, kv, budget, budget_pc, method.name)
+
+
+def select_prompt(rt: Runtime, prompt: Prompt, method: Method) -> tuple[np.ndarray, Job]:
+    """Run only the prompt stage (``specllama compress``): kept indices and the job's timings."""
+    job = Job(prompt=prompt, budget=prompt.n, gen=GenConfig(), rt=rt, timings=Timings(n_prompt=prompt.n))
+    p = plan(method, prompt, job.notes)
+    kept = np.arange(prompt.n, dtype=np.int64)
+    if p.prompt_stage is not None:
+        kept = p.prompt_stage.select(job, p.budget_pc)
+    job.timings.n_kept = len(kept)
+    return kept, job
+
+
+def generate(rt: Runtime, prompt: Prompt, method: Method, gen: GenConfig = GenConfig(),
+             on_text: TextFn | None = None) -> Result:
+    """Run ``method`` on ``prompt`` and generate; ``on_text`` receives text as it is produced."""
+    t_start = time.perf_counter()
+    timings = Timings(n_prompt=prompt.n)
+    n_pred = gen.n_predict if gen.n_predict > 0 else UNBOUNDED_PREDICT
+    job = Job(prompt=prompt, budget=prompt.n, gen=gen, rt=rt, timings=timings)
+    p = plan(method, prompt, job.notes)
+    ps, kv, budget, budget_pc, name = p.prompt_stage, p.kv_stage, p.budget, p.budget_pc, p.name
+    job.budget = budget
+    _fit(rt, prompt, Method(ps, kv), n_pred)
+
+    # -- prompt stage ---------------------------------------------------------------------------
+    kept = np.arange(prompt.n, dtype=np.int64)
+    if ps is not None:
+        kept = ps.select(job, budget_pc)
+    tokens = prompt.tokens[kept]
+    renumber = getattr(ps, "positions", "renumber") == "renumber"
+    positions = (np.arange(len(kept)) if renumber else kept).astype(np.int32)
+
+    # -- target prefill (+ KV stage) -----------------------------------------------------------
+    sampler = Sampler(gen.sampling)
+    try:
+        first: list[int] = []
+
+        def sample_first() -> None:
+            first.append(sampler.sample(ctx))
+            timings.prefill_ms = 1000.0 * (time.perf_counter() - t_pre)
+
+        lookahead = kv.lookahead(job) if kv is not None else np.zeros(0, dtype=np.int32)
+        need = len(tokens) + (len(lookahead) if kv else n_pred)
+        t_pre = time.perf_counter()
+        if kv is not None and kv.needs_attention:
+            ctx, tap = rt.target_attn_ctx(need)
+            scores, _ = score_with_attention(ctx, tap, rt.target, tokens, kv.attention, len(tokens), 0, job,
+                                             positions=positions, extra=lookahead, after_prefill=sample_first)
+        else:
+            ctx = rt.target_ctx(need)
+            ctx.decode(tokens, positions, split_at=[])
+            sample_first()
+            scores = None
+        timings.prefill_tokens = len(tokens)
+        if kv is not None:
+            t_sel = time.perf_counter()
+            cells = kv.select(job, budget, scores)
+            ctx = keep_cells(ctx, positions[cells], rt.decode_ctx(len(cells) + n_pred))
+            timings.select_ms += 1000.0 * (time.perf_counter() - t_sel)
+            kept = kept[cells]
+        timings.n_kept = len(kept)
+        timings.kv_bytes = ctx.kv_bytes()
+        timings.kv_bytes_dense = kv_bytes_for(rt.target, round_ctx(prompt.n + n_pred))
+        timings.ttft_ms = 1000.0 * (time.perf_counter() - t_start)
+
+        # -- decode ---------------------------------------------------------------------------
+        room = ctx.n_ctx - (len(cells) if kv is not None else len(tokens))
+        out, stop = _decode(ctx, sampler, first[0], int(ctx.pos_max()) + 1, min(n_pred, room + 1),
+                            rt.target, on_text, timings)
+    finally:
+        sampler.close()
+    text = rt.target.detokenize(out)
+    return Result(text=text, tokens=np.asarray(out, dtype=np.int32), kept=kept, timings=timings,
+                  method=name, notes=job.notes, stop=stop)
+
+
+def _decode(ctx, sampler: Sampler, tok: int, pos: int, n_pred: int, model, on_text: TextFn | None,
+            timings: Timings) -> tuple[list[int], str]:
+    """Emit ``tok``, feed it at ``pos``, sample the next, until end of generation or ``n_pred``.
+
+    ``timings.decode_tokens`` counts forward passes (the first token comes from the prefill).
+    """
+    out: list[int] = []
+    passes = 0
+    dec = codecs.getincrementaldecoder("utf-8")("replace")
+    t0 = time.perf_counter()
+    stop = "length"
+    try:
+        while True:
+            if model.is_eog(tok):
+                stop = "eog"
+                break
+            out.append(tok)
+            if on_text is not None:
+                piece = dec.decode(model.token_bytes(tok))
+                if piece:
+                    on_text(piece)
+            if len(out) >= n_pred:
+                break
+            ctx.decode(np.array([tok], dtype=np.int32), np.array([pos], dtype=np.int32))
+            passes += 1
+            pos += 1
+            tok = sampler.sample(ctx)
+    finally:
+        if on_text is not None:
+            tail = dec.decode(b"", final=True)
+            if tail:
+                on_text(tail)
+        timings.decode_ms = 1000.0 * (time.perf_counter() - t0)
+        timings.decode_tokens = passes
+    return out, stop

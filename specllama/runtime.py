@@ -1,0 +1,156 @@
+"""The models and contexts one process works with, created lazily and freed deterministically.
+
+A :class:`Runtime` owns the target model, the optional draft model and their contexts. Contexts are
+reused between requests when they are large enough, so ``eval``, ``serve`` and ``chat`` pay for
+allocation once. Methods ask for contexts through it; nothing else creates llama.cpp objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .engine.capture import ATTN_PROBS, TensorTap
+from .engine.context import Context, ContextConfig
+from .engine.model import Model, check_gguf_path
+from .errors import ConfigError, ModelError, PromptError
+
+CTX_ALIGN = 256
+
+
+def round_ctx(n: int) -> int:
+    """Round a token count up to llama.cpp's KV padding granularity."""
+    return max(CTX_ALIGN, -(-int(n) // CTX_ALIGN) * CTX_ALIGN)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Which models to load and how to run them (llama.cpp flag names in comments).
+
+    Attributes:
+        target: target GGUF path (``-m``).
+        draft: draft GGUF path (``-md``); needed by draft-based methods only.
+        n_threads: CPU threads (``-t``); None means all cores.
+        n_ctx: target context size (``-c``); 0 sizes it to each request.
+        n_batch: logical batch (``-b``).
+        n_ubatch: physical batch (``-ub``).
+        n_gpu_layers: target layers on the GPU (``-ngl``).
+        n_gpu_layers_draft: draft layers on the GPU (``-ngld``).
+    """
+
+    target: str
+    draft: str | None = None
+    n_threads: int | None = None
+    n_ctx: int = 0
+    n_batch: int = 512
+    n_ubatch: int = 512
+    n_gpu_layers: int = 0
+    n_gpu_layers_draft: int = 0
+
+    def __post_init__(self):
+        if self.n_ctx < 0:
+            raise ConfigError(f"-c must be >= 0, got {self.n_ctx}")
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ConfigError(f"-t must be >= 1, got {self.n_threads}")
+        if self.n_batch < 1 or self.n_ubatch < 1:
+            raise ConfigError("-b and -ub must be >= 1")
+        if self.n_gpu_layers < 0 or self.n_gpu_layers_draft < 0:
+            raise ConfigError("-ngl and -ngld must be >= 0")
+
+
+class Runtime:
+    """Models and contexts for one process. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, cfg: RuntimeConfig):
+        self.cfg = cfg
+        check_gguf_path(cfg.target, "target")
+        if cfg.draft:
+            check_gguf_path(cfg.draft, "draft")
+        self._target: Model | None = None
+        self._draft: Model | None = None
+        self._ctx: dict[str, Context] = {}
+        self._taps: dict[str, TensorTap] = {}
+
+    # -- models -------------------------------------------------------------------------------
+    @property
+    def target(self) -> Model:
+        if self._target is None:
+            self._target = Model(self.cfg.target, self.cfg.n_gpu_layers, role="target")
+        return self._target
+
+    @property
+    def has_draft(self) -> bool:
+        return bool(self.cfg.draft)
+
+    @property
+    def draft(self) -> Model:
+        if not self.cfg.draft:
+            raise ConfigError("this method needs a draft model: pass -md/--draft")
+        if self._draft is None:
+            self._draft = Model(self.cfg.draft, self.cfg.n_gpu_layers_draft, role="draft")
+        return self._draft
+
+    def check_same_tokenizer(self) -> None:
+        """Raise unless the draft's vocabulary is identical to the target's."""
+        t, d = self.target, self.draft
+        if t.vocab_fingerprint != d.vocab_fingerprint:
+            raise ModelError(
+                f"draft {d.name} ({d.info.n_vocab} tokens) and target {t.name} "
+                f"({t.info.n_vocab} tokens) use different tokenizers; this method needs a draft "
+                "from the target's model family")
+
+    # -- contexts -----------------------------------------------------------------------------
+    def _context(self, key: str, model: Model, n_ctx: int, flash_attn: bool | None,
+                 tap: TensorTap | None = None) -> Context:
+        n_ctx = round_ctx(n_ctx)
+        ctx = self._ctx.get(key)
+        if ctx is not None and ctx.n_ctx >= n_ctx:
+            ctx.clear()
+            return ctx
+        if ctx is not None:
+            ctx.close()
+        ubatch = min(self.cfg.n_ubatch, self.cfg.n_batch)
+        cfg = ContextConfig(n_ctx=n_ctx, n_batch=self.cfg.n_batch, n_ubatch=ubatch,
+                            n_threads=self.cfg.n_threads, flash_attn=flash_attn)
+        ctx = Context(model, cfg, cb_eval=tap.callback if tap else None)
+        self._ctx[key] = ctx
+        return ctx
+
+    def target_ctx(self, n_ctx: int) -> Context:
+        """The target's prefill/decode context (flash attention as llama.cpp chooses)."""
+        if self.cfg.n_ctx:
+            if n_ctx > self.cfg.n_ctx:
+                raise PromptError(f"the request needs {n_ctx} tokens but -c is {self.cfg.n_ctx}")
+            n_ctx = self.cfg.n_ctx
+        return self._context("target", self.target, n_ctx, None)
+
+    def target_attn_ctx(self, n_ctx: int) -> tuple[Context, TensorTap]:
+        """A target context whose attention probabilities can be captured (flash attention off)."""
+        tap = self._taps.setdefault("target", TensorTap({ATTN_PROBS}, None, lambda *a: None))
+        return self._context("target_attn", self.target, n_ctx, False, tap), tap
+
+    def draft_ctx(self, n_ctx: int) -> tuple[Context, TensorTap]:
+        """The draft's context with an attention tap (flash attention off on the draft only)."""
+        tap = self._taps.setdefault("draft", TensorTap({ATTN_PROBS}, None, lambda *a: None))
+        return self._context("draft", self.draft, n_ctx, False, tap), tap
+
+    def decode_ctx(self, n_ctx: int) -> Context:
+        """A small target context that receives a packed KV cache (SpecKV and KV baselines)."""
+        ctx = self._ctx.pop("decode", None)
+        if ctx is not None:
+            ctx.close()
+        return self._context("decode", self.target, n_ctx, None)
+
+    def close(self) -> None:
+        for ctx in self._ctx.values():
+            ctx.close()
+        self._ctx.clear()
+        for m in (self._draft, self._target):
+            if m is not None:
+                m.close()
+        self._draft = self._target = None
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

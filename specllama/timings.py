@@ -1,0 +1,77 @@
+"""One record of where a request's time and memory went, filled by the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class Timings:
+    """Milliseconds and counts for one request.
+
+    ``ttft_ms`` runs from the start of the request (draft included) to the first generated token.
+    ``kv_bytes`` is the target's KV cache during decode; ``kv_bytes_dense`` what dense decoding of
+    the same request allocates.
+    """
+
+    n_prompt: int = 0
+    n_kept: int = 0
+    draft_ms: float = 0.0
+    draft_tokens: int = 0
+    capture_ms: float = 0.0
+    select_ms: float = 0.0
+    prefill_ms: float = 0.0
+    prefill_tokens: int = 0
+    ttft_ms: float = 0.0
+    decode_ms: float = 0.0
+    decode_tokens: int = 0
+    kv_bytes: int = 0
+    kv_bytes_dense: int = 0
+
+    @property
+    def decode_tps(self) -> float:
+        return 1000.0 * self.decode_tokens / self.decode_ms if self.decode_ms > 0 else 0.0
+
+    @property
+    def prefill_tps(self) -> float:
+        return 1000.0 * self.prefill_tokens / self.prefill_ms if self.prefill_ms > 0 else 0.0
+
+    def server_timings(self) -> dict:
+        """The ``timings`` object of llama-server's responses, plus specllama's own fields."""
+        pn, pms = self.prefill_tokens, self.prefill_ms
+        dn, dms = self.decode_tokens, self.decode_ms
+        return {
+            "prompt_n": pn,
+            "prompt_ms": round(pms, 3),
+            "prompt_per_token_ms": round(pms / pn, 3) if pn else 0.0,
+            "prompt_per_second": round(1000.0 * pn / pms, 3) if pms else 0.0,
+            "predicted_n": dn,
+            "predicted_ms": round(dms, 3),
+            "predicted_per_token_ms": round(dms / dn, 3) if dn else 0.0,
+            "predicted_per_second": round(1000.0 * dn / dms, 3) if dms else 0.0,
+            "draft_ms": round(self.draft_ms, 3),
+            "draft_n": self.draft_tokens,
+            "capture_ms": round(self.capture_ms, 3),
+            "select_ms": round(self.select_ms, 3),
+            "ttft_ms": round(self.ttft_ms, 3),
+            "prompt_total_n": self.n_prompt,
+            "prompt_kept_n": self.n_kept,
+            "kv_bytes": self.kv_bytes,
+            "kv_bytes_dense": self.kv_bytes_dense,
+        }
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """The one-line stderr summary of ``run``."""
+        mib = 1024 * 1024
+        parts = [f"kept {self.n_kept}/{self.n_prompt} tokens"]
+        if self.draft_ms:
+            parts.append(f"draft {self.draft_ms / 1000:.2f} s")
+        parts.append(f"target prefill {self.prefill_ms / 1000:.2f} s")
+        parts.append(f"TTFT {self.ttft_ms / 1000:.2f} s")
+        parts.append(f"decode {self.decode_tps:.1f} t/s")
+        if self.kv_bytes:
+            parts.append(f"KV {self.kv_bytes / mib:.1f} MiB (dense {self.kv_bytes_dense / mib:.1f} MiB)")
+        return " | ".join(parts)
