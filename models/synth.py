@@ -48,6 +48,7 @@ class TinySpec:
     qk_scale: float = 0.6
     chat_template: str | None = CHATML
     extra_words: tuple[str, ...] = field(default_factory=tuple)
+    sliding_window: int = 0  # gemma3 only: local layers see this many tokens (5 of every 6 layers)
 
 
 def tiny_vocab(variant: int = 0, extra_words: tuple[str, ...] = ()) -> tuple[list[str], list[float], list[int]]:
@@ -76,7 +77,7 @@ def tiny_vocab(variant: int = 0, extra_words: tuple[str, ...] = ()) -> tuple[lis
 
 
 def write_tiny(path: str | os.PathLike, spec: TinySpec = TinySpec()) -> str:
-    """Write a random LLaMA/Qwen2-shaped f32 model with :func:`tiny_vocab` to ``path``."""
+    """Write a random f32 model (``llama``, ``qwen2`` or ``gemma3`` layout) with :func:`tiny_vocab`."""
     import gguf
 
     path = os.fspath(path)
@@ -96,6 +97,8 @@ def write_tiny(path: str | os.PathLike, spec: TinySpec = TinySpec()) -> str:
     w.add_rope_dimension_count(hd)
     w.add_rope_freq_base(10000.0)
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    if spec.arch == "gemma3" and spec.sliding_window:
+        w.add_sliding_window(spec.sliding_window)
     w.add_tokenizer_model("llama")
     w.add_token_list(tokens)
     w.add_token_scores(scores)
@@ -105,6 +108,7 @@ def write_tiny(path: str | os.PathLike, spec: TinySpec = TinySpec()) -> str:
     w.add_unk_token_id(0)
     w.add_add_bos_token(True)
     w.add_add_eos_token(False)
+    w.add_add_space_prefix(False)
     if spec.chat_template:
         w.add_chat_template(spec.chat_template)
 
@@ -124,6 +128,10 @@ def write_tiny(path: str | os.PathLike, spec: TinySpec = TinySpec()) -> str:
             for nm, rows in (("q", spec.n_head * hd), ("k", spec.n_head_kv * hd), ("v", spec.n_head_kv * hd)):
                 w.add_tensor(f"{b}.attn_{nm}.bias", np.zeros(rows, dtype=np.float32))
         w.add_tensor(f"{b}.attn_output.weight", mat(spec.n_embd, spec.n_head * hd, 1.0))
+        if spec.arch == "gemma3":
+            for nm, size in (("attn_q_norm", hd), ("attn_k_norm", hd), ("post_attention_norm", spec.n_embd),
+                             ("post_ffw_norm", spec.n_embd)):
+                w.add_tensor(f"{b}.{nm}.weight", np.ones(size, dtype=np.float32))
         w.add_tensor(f"{b}.ffn_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
         w.add_tensor(f"{b}.ffn_gate.weight", mat(spec.n_ff, spec.n_embd, 1.0))
         w.add_tensor(f"{b}.ffn_up.weight", mat(spec.n_ff, spec.n_embd, 1.0))

@@ -142,28 +142,24 @@ def generate(rt: Runtime, prompt: Prompt, method: Method, gen: GenConfig = GenCo
     # -- target prefill (+ KV stage) -----------------------------------------------------------
     sampler = Sampler(gen.sampling)
     try:
-        first: list[int] = []
-
-        def sample_first() -> None:
-            first.append(sampler.sample(ctx))
-            timings.prefill_ms = 1000.0 * (time.perf_counter() - t_pre)
-
         lookahead = kv.lookahead(job) if kv is not None else np.zeros(0, dtype=np.int32)
-        need = len(tokens) + (len(lookahead) if kv else n_pred)
+        first: list[int] = []
         t_pre = time.perf_counter()
         if kv is not None and kv.needs_attention:
-            ctx, tap = rt.target_attn_ctx(need)
-            scores, _ = score_with_attention(ctx, tap, rt.target, tokens, kv.attention, len(tokens), 0, job,
-                                             positions=positions, extra=lookahead, after_prefill=sample_first)
+            ctx, tap = rt.target_attn_ctx(len(tokens) + len(lookahead))
+            scores = score_with_attention(
+                ctx, tap, rt.target, tokens, kv.attention, len(tokens), 0, job, positions=positions,
+                extra=lookahead, on_prompt_logits=lambda i: first.append(sampler.sample(ctx, i))).scores
         else:
-            ctx = rt.target_ctx(need)
-            ctx.decode(tokens, positions, split_at=[])
-            sample_first()
+            ctx = rt.target_ctx(len(tokens) + (0 if kv is not None else n_pred))
+            ctx.decode(tokens, positions)
+            first.append(sampler.sample(ctx))
             scores = None
-        timings.prefill_tokens = len(tokens)
+        timings.prefill_ms = 1000.0 * (time.perf_counter() - t_pre)
+        timings.prefill_tokens = len(tokens) + len(lookahead)
         if kv is not None:
             t_sel = time.perf_counter()
-            cells = kv.select(job, budget, scores)
+            cells = kv.select(job, budget, scores, prompt.protected[kept])
             ctx = keep_cells(ctx, positions[cells], rt.decode_ctx(len(cells) + n_pred))
             timings.select_ms += 1000.0 * (time.perf_counter() - t_sel)
             kept = kept[cells]
@@ -173,7 +169,7 @@ def generate(rt: Runtime, prompt: Prompt, method: Method, gen: GenConfig = GenCo
         timings.ttft_ms = 1000.0 * (time.perf_counter() - t_start)
 
         # -- decode ---------------------------------------------------------------------------
-        room = ctx.n_ctx - (len(cells) if kv is not None else len(tokens))
+        room = ctx.n_ctx - len(kept)
         out, stop = _decode(ctx, sampler, first[0], int(ctx.pos_max()) + 1, min(n_pred, room + 1),
                             rt.target, on_text, timings)
     finally:

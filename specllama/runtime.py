@@ -35,6 +35,8 @@ class RuntimeConfig:
         n_ubatch: physical batch (``-ub``).
         n_gpu_layers: target layers on the GPU (``-ngl``).
         n_gpu_layers_draft: draft layers on the GPU (``-ngld``).
+        flash_attn: flash attention for the target's prefill and decode contexts (``-fa``); the
+            contexts whose attention is read always run without it.
     """
 
     target: str
@@ -45,6 +47,7 @@ class RuntimeConfig:
     n_ubatch: int = 512
     n_gpu_layers: int = 0
     n_gpu_layers_draft: int = 0
+    flash_attn: bool = True
 
     def __post_init__(self):
         if self.n_ctx < 0:
@@ -103,7 +106,8 @@ class Runtime:
                  tap: TensorTap | None = None) -> Context:
         n_ctx = round_ctx(n_ctx)
         ctx = self._ctx.get(key)
-        if ctx is not None and ctx.n_ctx >= n_ctx:
+        # reuse only a context of the same size, so KV memory always matches the request
+        if ctx is not None and ctx.n_ctx == n_ctx:
             ctx.clear()
             return ctx
         if ctx is not None:
@@ -116,12 +120,12 @@ class Runtime:
         return ctx
 
     def target_ctx(self, n_ctx: int) -> Context:
-        """The target's prefill/decode context (flash attention as llama.cpp chooses)."""
+        """The target's prefill/decode context."""
         if self.cfg.n_ctx:
             if n_ctx > self.cfg.n_ctx:
                 raise PromptError(f"the request needs {n_ctx} tokens but -c is {self.cfg.n_ctx}")
             n_ctx = self.cfg.n_ctx
-        return self._context("target", self.target, n_ctx, None)
+        return self._context("target", self.target, n_ctx, self.cfg.flash_attn)
 
     def target_attn_ctx(self, n_ctx: int) -> tuple[Context, TensorTap]:
         """A target context whose attention probabilities can be captured (flash attention off)."""
@@ -138,7 +142,7 @@ class Runtime:
         ctx = self._ctx.pop("decode", None)
         if ctx is not None:
             ctx.close()
-        return self._context("decode", self.target, n_ctx, None)
+        return self._context("decode", self.target, n_ctx, self.cfg.flash_attn)
 
     def close(self) -> None:
         for ctx in self._ctx.values():

@@ -10,6 +10,7 @@ from ..errors import ModelError
 from ..methods import Budget, GenConfig, Method, make_method, method_names
 from ..methods.draft import AttentionConfig
 from ..methods.specpc import POSITIONS, SpecPCConfig
+from ..methods.speckv import SpecKVConfig
 from ..runtime import RuntimeConfig
 
 
@@ -58,19 +59,22 @@ method_options = _stack(
     click.option("--budget", type=int, default=None,
                  help="Prompt tokens the target keeps (protected tokens included) [default: 1024]."),
     click.option("--keep", type=float, default=None, help="Budget as a fraction of the prompt."),
-    click.option("--window", type=int, default=64, show_default=True,
-                 help="Last prompt tokens whose attention scores the prompt (always kept)."),
+    click.option("--budget-pc", "budget_pc", type=int, default=None,
+                 help="speckvpc: tokens SpecPC keeps before SpecKV [default: 2048]."),
+    click.option("--window", type=int, default=None,
+                 help="Last prompt tokens whose attention scores the prompt, always kept "
+                      "[specpc 64, speckv/snapkv 32]."),
     click.option("--lookahead", type=int, default=None,
-                 help="Draft tokens generated for scoring [specpc: 1]."),
-    click.option("--kernel", type=int, default=64, show_default=True, help="Score pooling width."),
+                 help="Draft tokens used for scoring [specpc 1; speckv: -n, capped by this]."),
+    click.option("--kernel", type=int, default=None, help="Score pooling width [specpc 64, speckv 7]."),
     click.option("--pool", type=click.Choice(["max", "avg"]), default="max", show_default=True),
     click.option("--reduction", type=click.Choice(["max", "mean"]), default="max", show_default=True,
                  help="Reduction over heads, queries, layers and steps."),
-    click.option("--neighbours", type=int, default=None, help="Span kept around each chosen token [default: kernel]."),
-    click.option("--start-layer", type=int, default=None, help="First draft layer read [default: n_layer/3]."),
-    click.option("--no-weighted-query", is_flag=True, help="Weigh all window queries equally."),
+    click.option("--neighbours", type=int, default=None, help="specpc: span kept around each chosen token [default: kernel]."),
+    click.option("--start-layer", type=int, default=None, help="specpc: first draft layer read [default: n_layer/3]."),
+    click.option("--no-weighted-query", is_flag=True, help="specpc: weigh all window queries equally."),
     click.option("--positions", type=click.Choice(POSITIONS), default="renumber", show_default=True,
-                 help="Positions of the kept tokens in the target."),
+                 help="specpc: positions of the kept tokens in the target."),
 )
 
 gen_options = _stack(
@@ -110,19 +114,32 @@ def runtime_config(o: dict, need_draft: bool | None = None) -> RuntimeConfig:
                          n_gpu_layers_draft=o.get("ngld", 0))
 
 
+def _given(o: dict, key: str, default):
+    v = o.get(key)
+    return default if v is None else v
+
+
 def method_from(o: dict, has_draft: bool) -> Method:
+    """Build the method and its configs from CLI options (unset flags take each method's default)."""
     name = o.get("method") or ("specpc" if has_draft else "dense")
     if o.get("budget") is None and o.get("keep") is None:
         budget = Budget(tokens=DEFAULT_BUDGET)
     else:
         budget = Budget(tokens=o.get("budget"), keep=o.get("keep"))
-    attn = AttentionConfig(window=o.get("window", 64), reduction=o.get("reduction", "max"),
-                           weighted_query=not o.get("no_weighted_query", False),
-                           start_layer=o.get("start_layer"))
-    specpc = SpecPCConfig(attention=attn, lookahead=o.get("lookahead") or 1, pool=o.get("pool", "max"),
-                          kernel=o.get("kernel", 64), neighbours=o.get("neighbours"),
+    reduction, pool = o.get("reduction", "max"), o.get("pool", "max")
+    pc_attn = AttentionConfig(window=_given(o, "window", 64), reduction=reduction,
+                              weighted_query=not o.get("no_weighted_query", False),
+                              start_layer=o.get("start_layer"))
+    specpc = SpecPCConfig(attention=pc_attn, lookahead=_given(o, "lookahead", 1) if name == "specpc" else 1,
+                          pool=pool, kernel=_given(o, "kernel", 64), neighbours=o.get("neighbours"),
                           positions=o.get("positions", "renumber"))
-    return make_method(name, budget=budget, cfg=specpc)
+    kv_attn = AttentionConfig(window=_given(o, "window", 32), reduction=reduction, weighted_query=False,
+                              start_layer=0)
+    speckv = SpecKVConfig(attention=kv_attn, lookahead=o.get("lookahead") if name != "specpc" else None,
+                          pool=pool, kernel=_given(o, "kernel", 7) if name != "speckvpc" else 7)
+    budget_pc = Budget(tokens=_given(o, "budget_pc", 2048))
+    return make_method(name, budget=budget, budget_pc=budget_pc, cfg=specpc, speckv=speckv,
+                       n_predict=o.get("n_predict", 256), seed=0)
 
 
 def gen_config(o: dict) -> GenConfig:

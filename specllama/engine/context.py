@@ -35,6 +35,8 @@ class ContextConfig:
         n_threads: CPU threads for decode and prefill (``-t``).
         flash_attn: None lets llama.cpp decide; False is required for attention capture.
         n_seq_max: sequences the context can hold.
+        swa_full: give sliding-window layers a full-size cache (llama.cpp's default), so their
+            cells keep mapping to positions; False saves memory on models with local attention.
     """
 
     n_ctx: int
@@ -43,6 +45,7 @@ class ContextConfig:
     n_threads: int | None = None
     flash_attn: bool | None = None
     n_seq_max: int = 1
+    swa_full: bool = True
 
     def __post_init__(self):
         if self.n_ctx < 1:
@@ -81,6 +84,7 @@ class Context:
         p.n_threads_batch = cfg.threads
         p.flash_attn_type = {None: FLASH_AUTO, False: FLASH_OFF, True: FLASH_ON}[cfg.flash_attn]
         p.no_perf = True
+        p.swa_full = cfg.swa_full
         self._cb_eval = cb_eval  # keep the ctypes callback alive as long as the context
         if cb_eval is not None:
             p.cb_eval = cb_eval
@@ -126,15 +130,18 @@ class Context:
         self._abort_flag = True
 
     def decode(self, tokens: np.ndarray, positions: np.ndarray | None = None, *,
-               start_pos: int | None = None, logits_last: bool = True,
+               start_pos: int | None = None, logits_last: bool = True, logits_at: int | None = None,
                split_at: Sequence[int] = (), progress: ProgressFn | None = None,
-               before_chunk: Callable[[int, int], None] | None = None) -> None:
+               before_chunk: Callable[[int, int], None] | None = None,
+               after_chunk: Callable[[int, int], None] | None = None) -> None:
         """Feed ``tokens[n]`` at ``positions[n]`` (default: ``start_pos + arange(n)``).
 
         The tokens are split into calls of at most ``n_batch`` tokens, and also at each index in
         ``split_at`` (so that e.g. a final window runs as its own graph). ``before_chunk(i0, i1)``
-        runs before the chunk ``tokens[i0:i1]`` is decoded; ``progress(done, total)`` after it.
-        Only the last token produces logits when ``logits_last``.
+        runs before the chunk ``tokens[i0:i1]`` is decoded, ``after_chunk(i0, i1)`` and
+        ``progress(done, total)`` after it. The last token produces logits when ``logits_last``;
+        ``logits_at = i`` asks for token ``i``'s instead, readable with ``logits(i - i0)`` from
+        ``after_chunk`` of its chunk.
         """
         tokens = np.asarray(tokens, dtype=np.int32)
         n = len(tokens)
@@ -156,7 +163,10 @@ class Context:
             if before_chunk is not None:
                 before_chunk(i0, i1)
             out = np.zeros(i1 - i0, dtype=np.int8)
-            if logits_last and i1 == n:
+            if logits_at is not None:
+                if i0 <= logits_at < i1:
+                    out[logits_at - i0] = 1
+            elif logits_last and i1 == n:
                 out[-1] = 1
             self._batch.fill(tokens[i0:i1], positions[i0:i1], out)
             rc = C.llama_decode(self.ptr, self._batch.raw)
@@ -168,12 +178,14 @@ class Context:
                     f"{n} more tokens (used up to position {self.pos_max()}); raise -c")
             if rc != 0:
                 raise SpecllamaError(f"llama_decode failed with code {rc} on {self.model.name}")
+            if after_chunk is not None:
+                after_chunk(i0, i1)
             if progress is not None:
                 progress(i1, n)
 
-    def logits(self) -> np.ndarray:
-        """Logits of the last decoded token that asked for them, shape ``[n_vocab]`` float32."""
-        ptr = C.llama_get_logits_ith(self.ptr, -1)
+    def logits(self, i: int = -1) -> np.ndarray:
+        """Logits of token ``i`` of the last decode call (-1: the last that asked), ``[n_vocab]`` f32."""
+        ptr = C.llama_get_logits_ith(self.ptr, i)
         if not ptr:
             raise RuntimeError("no logits available")
         return np.ctypeslib.as_array(ptr, shape=(self.model.info.n_vocab,))
@@ -208,6 +220,11 @@ class Context:
         if n == 0:
             raise SpecllamaError(f"{self.model.name}: llama.cpp rejected the KV state "
                                  f"({len(blob)} bytes) for a {self.n_ctx}-token context")
+
+    @property
+    def v_trans(self) -> int | None:
+        """1 if V is stored transposed (flash attention off), 0 if not, None if llama.cpp decided."""
+        return None if self.cfg.flash_attn is None else int(not self.cfg.flash_attn)
 
     def kv_bytes(self) -> int:
         """Bytes allocated for this context's K and V cache (f16 cells x layers x KV width)."""

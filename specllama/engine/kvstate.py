@@ -118,11 +118,33 @@ def _parse_stream(r: _Reader) -> _Section | None:
     return _Section(positions, meta, v_trans, k_layers, v_layers)
 
 
-def filter_blob(blob: bytes, keep_positions: np.ndarray) -> tuple[bytes, int]:
+_ELEMENT_BYTES = {0: 4, 1: 2, 30: 2}  # ggml F32, F16, BF16: the V types whose layout can change
+
+
+def _v_layer(header: bytes, data: np.ndarray, src_trans: int, dst_trans: int, n: int) -> list[bytes]:
+    """One layer's V in the wanted layout: ``data`` is ``[n, row]`` (plain) or ``[n_embd, n, el]``."""
+    typ = struct.unpack_from("<i", header)[0]
+    if src_trans == dst_trans:
+        return [header, data.tobytes()]
+    el = _ELEMENT_BYTES.get(typ)
+    if el is None:
+        raise BlobError(f"a V cache of ggml type {typ} cannot change layout; use the same flash-attention "
+                        "setting for both contexts")
+    if not src_trans:  # [n, n_embd * el] -> [n_embd, n, el]
+        n_embd = data.shape[1] // el
+        out = np.ascontiguousarray(data.reshape(n, n_embd, el).transpose(1, 0, 2))
+        return [struct.pack("<iII", typ, el, n_embd), out.tobytes()]
+    n_embd = data.shape[0]
+    out = np.ascontiguousarray(data.transpose(1, 0, 2)).reshape(n, n_embd * el)
+    return [struct.pack("<iQ", typ, n_embd * el), out.tobytes()]
+
+
+def filter_blob(blob: bytes, keep_positions: np.ndarray, v_trans: int | None = None) -> tuple[bytes, int]:
     """Return ``(blob', n)``: the state blob holding only cells whose position is in the set.
 
     Every KV cache section in the blob is filtered; ``n`` is the number of cells kept in the first
-    (full-attention) cache.
+    (full-attention) cache. ``v_trans`` (0 or 1) rewrites V into the layout of a context with flash
+    attention on (0) or off (1); None keeps the source layout.
     """
     r = _Reader(blob)
     magic, seq_id = r.take("<Ii")
@@ -146,18 +168,19 @@ def filter_blob(blob: bytes, keep_positions: np.ndarray) -> tuple[bytes, int]:
         if len(sel) == 0:
             continue
         out.extend(section.meta[i] for i in sel)
-        out.append(struct.pack("<II", section.v_trans, len(section.k_layers)))
+        dst_trans = section.v_trans if v_trans is None else int(v_trans)
+        out.append(struct.pack("<II", dst_trans, len(section.k_layers)))
         n = len(section.positions)
         for header, row, off in section.k_layers:
             rows = np.frombuffer(blob, dtype=np.uint8, count=row * n, offset=off).reshape(n, row)
             out += [header, rows[sel].tobytes()]
         for header, el, n_embd, off in section.v_layers:
             if not section.v_trans:
-                rows = np.frombuffer(blob, dtype=np.uint8, count=el * n, offset=off).reshape(n, el)
-                out += [header, rows[sel].tobytes()]
+                data = np.frombuffer(blob, dtype=np.uint8, count=el * n, offset=off).reshape(n, el)[sel]
             else:
                 cols = np.frombuffer(blob, dtype=np.uint8, count=el * n * n_embd, offset=off)
-                out += [header, cols.reshape(n_embd, n, el)[:, sel, :].tobytes()]
+                data = cols.reshape(n_embd, n, el)[:, sel, :]
+            out += _v_layer(header, data, section.v_trans, dst_trans, len(sel))
     return b"".join(out), int(first_kept or 0)
 
 
@@ -176,9 +199,10 @@ def keep_cells(src, keep_positions: np.ndarray, dst):
     """Copy the cells of ``src`` (an engine ``Context``) at ``keep_positions`` into ``dst``.
 
     ``dst`` must be a fresh context of the same model with room for the kept cells; it is returned,
-    holding them packed from cell 0 at their original positions.
+    holding them packed from cell 0 at their original positions. V is rewritten into ``dst``'s
+    layout when the two contexts differ in flash attention.
     """
-    blob, n = filter_blob(src.state_get(), keep_positions)
+    blob, n = filter_blob(src.state_get(), keep_positions, dst.v_trans)
     if n != len(np.unique(keep_positions)):
         raise BlobError(f"asked to keep {len(np.unique(keep_positions))} cells, found {n}")
     if n > dst.n_ctx:

@@ -22,6 +22,9 @@ except ImportError as exc:  # pragma: no cover
         f"llama-cpp-python is not installed or failed to load ({exc}); run `make install`"
     ) from exc
 
+# patches/0001: let a sequence skip positions forward (read by the patched llama.cpp, ignored otherwise)
+os.environ.setdefault("LLAMA_ALLOW_POS_GAPS", "1")
+
 _init_lock = threading.Lock()
 _initialised = False
 _verbose = False
@@ -99,6 +102,22 @@ def init(verbose: bool | None = None) -> None:
             C.llama_log_set(_log_callback, ctypes.c_void_p(0))
             C.llama_backend_init()
             _initialised = True
+
+
+def build_info() -> dict:
+    """What ``scripts/install.py`` recorded about this llama-cpp-python build ({} if not built by it)."""
+    import json
+
+    stamp = pathlib.Path(C.__file__).resolve().parent / ".specllama-build.json"
+    try:
+        return json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def has_patch(prefix: str) -> bool:
+    """True if the installed llama.cpp was built with the patch whose file name starts with ``prefix``."""
+    return any(p.startswith(prefix) for p in build_info().get("patches", []))
 
 
 def set_verbose(verbose: bool) -> None:

@@ -51,9 +51,9 @@ class Sampler:
             C.llama_sampler_chain_add(chain, C.llama_sampler_init_dist(cfg.seed))
         self._chain = chain
 
-    def sample(self, ctx) -> int:
-        """Sample from the last logits of ``ctx`` (an engine ``Context``) and accept the token."""
-        return int(C.llama_sampler_sample(self._chain, ctx.ptr, -1))
+    def sample(self, ctx, i: int = -1) -> int:
+        """Sample from the logits of token ``i`` of ``ctx``'s last decode call and accept the token."""
+        return int(C.llama_sampler_sample(self._chain, ctx.ptr, i))
 
     def reset(self) -> None:
         C.llama_sampler_reset(self._chain)

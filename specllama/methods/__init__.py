@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from .base import Budget, GenConfig, Job, Method
 from .dense import Dense
+from .randomkv import Random
+from .speckv import SnapKV, SpecKV, SpecKVConfig
+from .speckvpc import SpecKVPC
 from .specpc import SpecPC, SpecPCConfig
+from .streaming import Streaming
+from .truncate import Truncate
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Dense, SpecPC)}
+METHODS: dict[str, type[Method]] = {
+    m.name: m for m in (Dense, SpecPC, SpecKV, SpecKVPC, SnapKV, Streaming, Truncate, Random)
+}
 
 
 def method_names() -> list[str]:
@@ -14,7 +21,9 @@ def method_names() -> list[str]:
 
 
 def make_method(name: str, **kwargs) -> Method:
-    """Build a method by name; ``kwargs`` are passed to its constructor (budget, configs)."""
+    """Build a method by name. Keyword arguments each method may use: ``budget``, ``budget_pc``
+    (``Budget``), ``cfg`` (``SpecPCConfig``), ``speckv`` (``SpecKVConfig``), ``n_predict``,
+    ``seed``; a method ignores the ones it does not use."""
     from ..errors import ConfigError
 
     try:
@@ -25,4 +34,4 @@ def make_method(name: str, **kwargs) -> Method:
 
 
 __all__ = ["Budget", "GenConfig", "Job", "Method", "METHODS", "make_method", "method_names",
-           "SpecPCConfig"]
+           "SpecPCConfig", "SpecKVConfig"]

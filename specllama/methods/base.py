@@ -120,11 +120,12 @@ class KVStage(Protocol):
     def lookahead(self, job: Job) -> np.ndarray:
         """Tokens ``[L]`` the target prefills after the prompt and scores with (may be empty)."""
 
-    def select(self, job: Job, budget: int, attention: np.ndarray | None) -> np.ndarray:
+    def select(self, job: Job, budget: int, attention: np.ndarray | None,
+               protected: np.ndarray) -> np.ndarray:
         """Cells ``[k]`` (sorted) among the ``n`` prefilled prompt cells to keep, ``k <= budget``.
 
         ``attention`` is ``[n]`` target scores from the window and lookahead queries when
-        :attr:`needs_attention`, else None.
+        :attr:`needs_attention`, else None; ``protected[n]`` marks cells that must stay.
         """
 
     @property

@@ -52,30 +52,49 @@ class AttentionConfig:
         return set(range(start, n_layer))
 
 
+@dataclass(frozen=True)
+class AttentionScores:
+    """What :func:`score_with_attention` produced.
+
+    Attributes:
+        scores: ``[n_keys]`` per-key importance.
+        lookahead: ``[L]`` generated (or fed) lookahead tokens.
+        blocks: attention blocks folded in (layers x steps).
+        skipped: blocks ignored because they did not cover every key (wrapped sliding-window layers).
+    """
+
+    scores: np.ndarray
+    lookahead: np.ndarray
+    blocks: int
+    skipped: int
+
+
 def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConfig, n_keys: int,
                          lookahead: int, job: Job, positions: np.ndarray | None = None,
                          extra: np.ndarray | None = None,
-                         after_prefill: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Prefill ``tokens`` into ``ctx`` reading the window's attention, then read ``lookahead`` steps.
+                         on_prompt_logits: Callable[[int], None] | None = None) -> AttentionScores:
+    """Prefill ``tokens`` into ``ctx`` reading the window's attention, plus lookahead queries.
 
     Args:
         ctx, tap: a context created with ``tap.callback`` as ``cb_eval`` and flash attention off.
         model: the context's model (for shapes and end-of-generation tokens).
         tokens: ``[n]`` prompt tokens; the last ``cfg.window`` are the scoring window.
         n_keys: cells to score (the first ``n_keys`` cells; ``n`` for a fresh context).
-        lookahead: tokens to generate greedily; each one fed back is read as a query too. When
-            ``extra`` is given those tokens are fed instead (teacher forcing, e.g. the target
-            reading the draft's answer) and ``lookahead`` is ignored.
+        lookahead: tokens to generate greedily after the prompt; each one fed back is read as a
+            query too (the last one is generated but never fed). Ignored when ``extra`` is given.
         positions: ``[n]`` positions of ``tokens`` (default ``0..n-1``).
-        after_prefill: called once the prompt is in, while its last logits are current.
+        extra: ``[L]`` tokens fed right after the prompt in the same graph as the window (teacher
+            forcing, e.g. the target reading the draft's answer); their queries are read too.
+        on_prompt_logits: ``f(i)`` is called while the last prompt token's logits are current, as
+            ``ctx.logits(i)`` / ``sampler.sample(ctx, i)``.
 
     Returns:
-        ``(scores[n_keys], generated[L])``: per-key scores reduced over heads, queries, layers and
-        steps, and the generated (or fed) lookahead tokens.
+        per-key scores reduced over heads, queries, layers and steps, and the lookahead tokens.
     """
     info = model.info
     n = len(tokens)
     window = min(cfg.window, n)
+    n_extra = 0 if extra is None else len(extra)
     acc = ScoreAccumulator(n_keys, info.n_head, info.n_head_kv, cfg.reduction)
     weights = {"w": None}
     spent = [0.0]
@@ -87,36 +106,41 @@ def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConf
 
     tap.sink = sink
     tap.layers = cfg.layers(info.n_layer)
-    wq = linear_query_weights(window) if cfg.weighted_query else None
+    w0 = n - window
+    wq = np.ones(window + n_extra, dtype=np.float32)
+    if cfg.weighted_query:
+        wq[:window] = linear_query_weights(window)
+    pos = np.arange(n, dtype=np.int32) if positions is None else np.asarray(positions, dtype=np.int32)
+    feed = tokens
+    if n_extra:
+        feed = np.concatenate([tokens, np.asarray(extra, dtype=np.int32)])
+        pos = np.concatenate([pos, pos[-1] + 1 + np.arange(n_extra, dtype=np.int32)])
 
     def before_chunk(i0: int, i1: int) -> None:
-        w0 = n - window
         if i1 <= w0:
             tap.disarm()
             return
         tap.arm()
-        weights["w"] = None if wq is None else wq[i0 - w0:i1 - w0]
+        weights["w"] = wq[i0 - w0:i1 - w0]
 
+    def after_chunk(i0: int, i1: int) -> None:
+        if on_prompt_logits is not None and i0 <= n - 1 < i1:
+            on_prompt_logits(n - 1 - i0)
+
+    out: list[int] = [int(t) for t in extra] if n_extra else []
     try:
-        ctx.decode(tokens, positions, split_at=[n - window], before_chunk=before_chunk)
+        ctx.decode(feed, pos, split_at=[w0], logits_at=n - 1, before_chunk=before_chunk,
+                   after_chunk=after_chunk)
         tap.check()
-        tap.disarm()
-        if after_prefill is not None:
-            after_prefill()
         weights["w"] = None
-        out: list[int] = []
-        next_pos = (int(positions[-1]) + 1) if positions is not None else n
-        feed = list(extra) if extra is not None else None
-        steps = len(feed) if feed is not None else lookahead
-        for step in range(steps):
-            tok = feed[step] if feed is not None else int(np.argmax(ctx.logits()))
+        next_pos = int(pos[-1]) + 1
+        for step in range(0 if n_extra else lookahead):
+            tok = int(np.argmax(ctx.logits()))
             out.append(tok)
-            last = step == steps - 1
-            if feed is None and (last or model.is_eog(tok)):
+            if step == lookahead - 1 or model.is_eog(tok):
                 break  # a generated token's own query is only read once it is fed back
             tap.arm()
-            ctx.decode(np.array([tok], dtype=np.int32), np.array([next_pos], dtype=np.int32),
-                       logits_last=not last)
+            ctx.decode(np.array([tok], dtype=np.int32), np.array([next_pos], dtype=np.int32))
             tap.check()
             next_pos += 1
     finally:
@@ -125,4 +149,24 @@ def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConf
     if acc.blocks == 0:
         raise ConfigError(f"{model.name}: no attention layer could score the prompt "
                           "(every layer read was a sliding-window layer)")
-    return acc.scores(), np.asarray(out, dtype=np.int32)
+    return AttentionScores(acc.scores(), np.asarray(out, dtype=np.int32), acc.blocks, acc.skipped)
+
+
+def greedy_continuation(ctx, model, tokens: np.ndarray, n: int) -> np.ndarray:
+    """Prefill ``tokens[m]`` into a fresh ``ctx`` and generate up to ``n`` tokens greedily, ``[<=n]``.
+
+    Stops early at an end-of-generation token (which is not returned).
+    """
+    ctx.decode(np.asarray(tokens, dtype=np.int32))
+    out: list[int] = []
+    pos = len(tokens)
+    while len(out) < n:
+        tok = int(np.argmax(ctx.logits()))
+        if model.is_eog(tok):
+            break
+        out.append(tok)
+        if len(out) == n:
+            break
+        ctx.decode(np.array([tok], dtype=np.int32), np.array([pos], dtype=np.int32))
+        pos += 1
+    return np.asarray(out, dtype=np.int32)

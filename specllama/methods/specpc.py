@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..engine import lib
 from ..errors import ConfigError
 from ..select.scores import pool1d
 from ..select.topk import select_tokens
@@ -69,15 +70,19 @@ class SpecPCStage:
 
     def select(self, job: Job, budget: int) -> np.ndarray:
         rt, prompt = job.rt, job.prompt
+        if self.positions == "original" and not lib.has_patch("0001"):
+            raise ConfigError("--positions original needs llama.cpp built with patches/0001 "
+                              "(run `make install`)")
         rt.check_same_tokenizer()
         t0 = time.perf_counter()
         ctx, tap = rt.draft_ctx(prompt.n + self.cfg.lookahead)
-        scores, job.lookahead = score_with_attention(
-            ctx, tap, rt.draft, prompt.tokens, self.cfg.attention, prompt.n, self.cfg.lookahead, job)
+        att = score_with_attention(ctx, tap, rt.draft, prompt.tokens, self.cfg.attention, prompt.n,
+                                   self.cfg.lookahead, job)
+        job.lookahead = att.lookahead
         job.timings.draft_ms += 1000.0 * (time.perf_counter() - t0)
         job.timings.draft_tokens += prompt.n + max(0, len(job.lookahead) - 1)
         t1 = time.perf_counter()
-        pooled = pool1d(scores, self.cfg.kernel, self.cfg.pool)
+        pooled = pool1d(att.scores, self.cfg.kernel, self.cfg.pool)
         neighbours = self.cfg.neighbours or self.cfg.kernel
         keep = select_tokens(pooled, budget, window=self.window, neighbours=neighbours,
                              protected=prompt.protected)

@@ -1,0 +1,110 @@
+"""What the draft's attention capture costs: the same draft prefill with and without it.
+
+Four variants of one draft prefill of the whole prompt (the last token's logits only), each on a
+context created beforehand so that allocation is not timed:
+
+* ``plain_fa_off``: no ``cb_eval``, flash attention off (like for like with capture);
+* ``plain_fa_on``: no ``cb_eval``, flash attention on (what the draft could do without capture);
+* ``hooked``: the runtime's capture context with the tap installed but never armed (the cost of
+  llama.cpp calling back into Python for every graph node);
+* ``captured``: exactly what SpecPC runs (``methods.draft.score_with_attention`` with the method's
+  attention settings, lookahead 1: the last window as its own graph, its attention copied out and
+  reduced).
+
+Capture overhead = captured / plain_fa_off - 1. The SpecPC ideal bound uses the faster plain
+variant: a draft prefill with no capture at all.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ..engine.context import Context, ContextConfig
+from ..methods.base import GenConfig, Job, Method
+from ..methods.draft import AttentionConfig, score_with_attention
+from ..prompt import Prompt
+from ..runtime import Runtime, round_ctx
+from ..timings import Timings
+
+VARIANTS = ("plain_fa_off", "plain_fa_on", "hooked", "captured")
+
+
+def attention_of(methods: list[Method]) -> AttentionConfig:
+    """The attention settings of the first method whose prompt stage reads draft attention."""
+    for m in methods:
+        cfg = getattr(getattr(m, "prompt_stage", None), "cfg", None)
+        att = getattr(cfg, "attention", None)
+        if isinstance(att, AttentionConfig):
+            return att
+    return AttentionConfig()
+
+
+@dataclass
+class ProbeRun:
+    """One timed variant: wall milliseconds and, for ``captured``, the part spent reducing blocks."""
+
+    variant: str
+    ms: float
+    sink_ms: float = 0.0
+
+
+class DraftProbe:
+    """Times the draft prefill variants of one prompt on ``rt.draft``.
+
+    Args:
+        rt: a runtime with a draft model (the target is only used to have built ``prompt``).
+        prompt: ``[n]`` tokens the draft prefills.
+        attention: the capture settings of the method being measured.
+    """
+
+    def __init__(self, rt: Runtime, prompt: Prompt, attention: AttentionConfig):
+        self.rt = rt
+        self.prompt = prompt
+        self.attention = attention
+        self._ctx: dict[str, Context] = {}
+
+    def _plain(self, flash_attn: bool) -> Context:
+        key = f"fa{int(flash_attn)}"
+        if key not in self._ctx:
+            c = self.rt.cfg
+            cfg = ContextConfig(n_ctx=round_ctx(self.prompt.n + 1), n_batch=c.n_batch,
+                                n_ubatch=min(c.n_ubatch, c.n_batch), n_threads=c.n_threads,
+                                flash_attn=flash_attn)
+            self._ctx[key] = Context(self.rt.draft, cfg)
+        ctx = self._ctx[key]
+        ctx.clear()
+        return ctx
+
+    def warm(self, n: int = 128) -> None:
+        """Page the draft's weights in and start its threads (untimed)."""
+        ctx = self._plain(False)
+        ctx.decode(self.prompt.tokens[:n], start_pos=0)
+        ctx.clear()
+
+    def run(self, variant: str) -> ProbeRun:
+        tokens = self.prompt.tokens
+        if variant in ("plain_fa_off", "plain_fa_on"):
+            ctx = self._plain(variant == "plain_fa_on")
+            t0 = time.perf_counter()
+            ctx.decode(tokens, start_pos=0)
+            return ProbeRun(variant, 1000.0 * (time.perf_counter() - t0))
+        ctx, tap = self.rt.draft_ctx(self.prompt.n + 1)  # created (untimed) or cleared
+        if variant == "hooked":
+            tap.disarm()
+            t0 = time.perf_counter()
+            ctx.decode(tokens, start_pos=0)
+            return ProbeRun(variant, 1000.0 * (time.perf_counter() - t0))
+        if variant == "captured":
+            job = Job(prompt=self.prompt, budget=self.prompt.n, gen=GenConfig(n_predict=1), rt=self.rt,
+                      timings=Timings(n_prompt=self.prompt.n))
+            t0 = time.perf_counter()
+            score_with_attention(ctx, tap, self.rt.draft, tokens, self.attention, self.prompt.n, 1, job)
+            return ProbeRun(variant, 1000.0 * (time.perf_counter() - t0), job.timings.capture_ms)
+        raise ValueError(f"unknown probe variant {variant!r}")
+
+    def close(self) -> None:
+        for ctx in self._ctx.values():
+            ctx.close()
+        self._ctx.clear()
+

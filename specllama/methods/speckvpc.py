@@ -1,0 +1,23 @@
+"""SpecKV-PC: SpecPC cuts the prompt to ``--budget-pc``, then SpecKV prunes the target's KV cache
+to ``--budget``, reusing the draft's lookahead answer generated during the SpecPC pass."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .base import Budget, Method
+from .specpc import SpecPCConfig, SpecPCStage
+from .speckv import AttentionKVStage, SpecKVConfig
+
+
+class SpecKVPC(Method):
+    name = "speckvpc"
+    help = "SpecPC to --budget-pc, then SpecKV to --budget, sharing the draft's answer"
+
+    def __init__(self, budget: Budget = Budget(), budget_pc: Budget = Budget(tokens=2048),
+                 cfg: SpecPCConfig = SpecPCConfig(), speckv: SpecKVConfig = SpecKVConfig(),
+                 n_predict: int = 256, **_):
+        lookahead = max(1, speckv.lookahead_len(n_predict))
+        pc = SpecPCStage(replace(cfg, lookahead=max(cfg.lookahead, lookahead)))
+        super().__init__(prompt_stage=pc, kv_stage=AttentionKVStage(speckv, self.name), budget=budget,
+                         budget_pc=budget_pc)

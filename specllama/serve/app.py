@@ -1,0 +1,346 @@
+"""The Starlette application: OpenAI-compatible routes over one :class:`Worker`.
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models`` (API key
+checked when one is set) and ``GET /health`` (never).
+
+Local mode runs the pipeline in the worker. Upstream mode (``cfg.upstream``) runs only the prompt
+compression in the worker and forwards the shorter request, streaming passed through; responses
+gain a ``specllama`` object (non-streaming) and ``X-Specllama-Prompt-Tokens`` /
+``X-Specllama-Kept-Tokens`` headers (both modes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+from functools import partial
+from typing import Any, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..errors import SpecllamaError
+from ..methods.base import GenConfig, Method
+from ..pipeline import Result, generate
+from ..prompt import build_prompt
+from ..runtime import Runtime
+from .config import ServeConfig
+from .errors import ApiError, PromptTooLong, error_body, from_specllama
+from .responses import DONE, Answer, sse
+from .schema import ApiRequest, build_method, gen_config, parse_chat, parse_completion, parse_json
+from .upstream import AsyncUpstream, check_prompt_only, compress_prompt, rewrite_body
+from .worker import Event, QueueFull, ShuttingDown, Ticket, Worker
+
+log = logging.getLogger("specllama.serve")
+
+
+class ClosingStream(StreamingResponse):
+    """A streaming response that always runs ``on_close`` when it ends, however it ends (the
+    client went away, the server stopped): the stream's generator may never see its ``finally``."""
+
+    def __init__(self, content, on_close: Callable[[], Awaitable[None]], **kw):
+        super().__init__(content, media_type="text/event-stream", **kw)
+        self.on_close = on_close
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.on_close()
+
+
+def api_error(exc: ApiError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def count_headers(n_prompt: int, n_kept: int) -> dict[str, str]:
+    return {"X-Specllama-Prompt-Tokens": str(n_prompt), "X-Specllama-Kept-Tokens": str(n_kept)}
+
+
+async def _disconnected(receive) -> None:
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return
+
+
+async def wait_event(request: Request, ticket: Ticket) -> Event | None:
+    """The ticket's next event, or None (and the ticket cancelled) if the client goes first."""
+    get = asyncio.ensure_future(ticket.next())
+    gone = asyncio.ensure_future(_disconnected(request.receive))
+    try:
+        await asyncio.wait({get, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not get.done():
+            get.cancel()
+            ticket.cancel()
+    return get.result() if get.done() and not get.cancelled() else None
+
+
+def event_error(ev: Event) -> ApiError:
+    """The HTTP error for a failed job's event."""
+    exc = ev.value
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, SpecllamaError):
+        return from_specllama(exc)
+    return ApiError(500, f"internal error: {type(exc).__name__}")
+
+
+class Server:
+    """The routes and their state; :func:`build_app` wraps it in a Starlette app."""
+
+    def __init__(self, cfg: ServeConfig, rt: Runtime):
+        self.cfg = cfg
+        self.rt = rt
+        self.worker = Worker(rt, cfg.queue_size)
+        self.upstream: AsyncUpstream | None = None
+        self.has_draft = rt.has_draft
+        self.model_id = cfg.alias or rt.target.name
+        info = rt.target.info
+        self.model_meta = {"arch": info.arch, "n_ctx_train": info.n_ctx_train, "n_vocab": info.n_vocab,
+                           "draft": rt.draft.name if rt.has_draft else None}
+
+    # -- lifetime -------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app):
+        self.worker.start()
+        if self.cfg.upstream is not None:
+            self.upstream = AsyncUpstream(self.cfg.upstream)
+        try:
+            yield
+        finally:
+            if self.upstream is not None:
+                await self.upstream.aclose()
+            await asyncio.get_running_loop().run_in_executor(None, self.worker.stop)
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def check_key(self, request: Request) -> None:
+        key = self.cfg.api_key
+        if key is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, token = given.partition(" ")
+        ok = hmac.compare_digest(token.strip().encode("utf-8"), key.encode("utf-8"))
+        if scheme.lower() != "bearer" or not ok:
+            raise ApiError(401, "invalid or missing API key (send Authorization: Bearer <key>)",
+                           code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+    async def read_body(self, request: Request) -> dict:
+        limit = self.cfg.max_body_bytes
+        too_big = ApiError(413, f"the request body is larger than {limit} bytes", code="request_too_large")
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > limit:
+            raise too_big
+        chunks, n = [], 0
+        async for chunk in request.stream():
+            n += len(chunk)
+            if n > limit:
+                raise too_big
+            chunks.append(chunk)
+        return parse_json(b"".join(chunks))
+
+    def submit(self, fn, stream: bool) -> Ticket:
+        try:
+            return self.worker.submit(fn, stream)
+        except QueueFull:
+            raise ApiError(503, f"the server is busy ({self.cfg.queue_size} requests waiting); retry later",
+                           code="queue_full", headers={"Retry-After": "1"}) from None
+        except ShuttingDown:
+            raise ApiError(503, "the server is shutting down", code="shutting_down") from None
+
+    def method_for(self, req: ApiRequest) -> Method:
+        method = build_method(req, self.cfg.method_opts, self.has_draft)
+        if self.cfg.upstream is not None:
+            try:
+                check_prompt_only(method)
+            except SpecllamaError as exc:
+                raise ApiError(400, str(exc), "specllama.method") from None
+        return method
+
+    def tokenize(self, rt: Runtime, req: ApiRequest):
+        prompt = build_prompt(rt.target, list(req.messages), self.cfg.chat_template, req.raw)
+        if prompt.n > self.cfg.max_prompt_tokens:
+            raise PromptTooLong(f"the prompt has {prompt.n} tokens; this server accepts at most "
+                                f"{self.cfg.max_prompt_tokens}")
+        return prompt
+
+    # -- routes ---------------------------------------------------------------------------------
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "model": self.model_id,
+                             "upstream": self.cfg.upstream.url if self.cfg.upstream else None,
+                             **self.worker.health()})
+
+    async def models(self, request: Request) -> Response:
+        self.check_key(request)
+        if self.upstream is not None:
+            resp = await self.upstream.send("GET", "/models")
+            return Response(resp.content, resp.status_code, media_type="application/json")
+        return JSONResponse({"object": "list", "data": [{
+            "id": self.model_id, "object": "model", "created": int(time.time()), "owned_by": "specllama",
+            "meta": self.model_meta}]})
+
+    async def chat(self, request: Request) -> Response:
+        return await self.complete(request, partial(parse_chat, strict=self.cfg.upstream is None))
+
+    async def completions(self, request: Request) -> Response:
+        return await self.complete(request, partial(parse_completion, strict=self.cfg.upstream is None))
+
+    async def complete(self, request: Request, parse: Callable[[dict], ApiRequest]) -> Response:
+        self.check_key(request)
+        req = parse(await self.read_body(request))
+        method = self.method_for(req)
+        if self.upstream is not None:
+            return await self.forward(request, req, method)
+        gen = gen_config(req, self.cfg.gen)
+        ticket = self.submit(partial(self.run_local, req, method, gen), req.stream)
+        ev = await wait_event(request, ticket)
+        if ev is None:
+            return Response(status_code=499)  # nobody is listening
+        if ev.kind == "error":
+            raise event_error(ev)
+        if ev.kind == "cancelled":
+            raise ApiError(503, "the request was cancelled: the server is shutting down", code="shutting_down")
+        answer = Answer(req.kind, req.model or self.model_id)
+        if not req.stream:
+            result: Result = ev.value
+            return JSONResponse(answer.full(result), headers=count_headers(result.timings.n_prompt,
+                                                                           result.timings.n_kept))
+        return ClosingStream(self.stream_local(answer, req, ticket, ev), on_close=_async(ticket.cancel))
+
+    def run_local(self, req: ApiRequest, method: Method, gen: GenConfig, rt: Runtime, emit) -> Result:
+        """The job: tokenize, run the pipeline, log one summary line (worker thread)."""
+        prompt = self.tokenize(rt, req)
+        result = generate(rt, prompt, method, gen, on_text=emit)
+        for n in result.notes:
+            log.info("%s", n)
+        log.info("%s: %s", result.method, result.timings.summary())
+        return result
+
+    async def stream_local(self, answer: Answer, req: ApiRequest, ticket: Ticket, ev: Event):
+        head = answer.first()
+        if head is not None:
+            yield sse(head)
+        while True:
+            if ev.kind == "text":
+                yield sse(answer.piece(ev.value))
+            elif ev.kind == "done":
+                yield sse(answer.last(ev.value))
+                if req.include_usage:
+                    yield sse(answer.usage_chunk(ev.value))
+                yield DONE
+                return
+            elif ev.kind == "error":
+                yield sse(event_error(ev).body())
+                return
+            else:  # cancelled: the server is stopping
+                return
+            ev = await ticket.next()
+
+    # -- upstream mode --------------------------------------------------------------------------
+    def run_compress(self, req: ApiRequest, method: Method, rt: Runtime, emit):
+        prompt = self.tokenize(rt, req)
+        if method.compresses:
+            comp, name = compress_prompt(rt, prompt, method, self.cfg.gap)
+        else:
+            comp, name = None, "dense"
+        n_kept = comp.n_kept if comp else prompt.n
+        log.info("%s: kept %d/%d tokens | draft %.2f s", name, n_kept, prompt.n,
+                 comp.timings.draft_ms / 1000 if comp else 0.0)
+        emit("")  # a cancellation point before forwarding
+        return comp, name, prompt.n
+
+    async def forward(self, request: Request, req: ApiRequest, method: Method) -> Response:
+        assert self.upstream is not None
+        ticket = self.submit(partial(self.run_compress, req, method), False)
+        ev = await wait_event(request, ticket)
+        if ev is None:
+            return Response(status_code=499)
+        if ev.kind == "error":
+            raise event_error(ev)
+        if ev.kind == "cancelled":
+            raise ApiError(503, "the request was cancelled: the server is shutting down", code="shutting_down")
+        comp, name, n_prompt = ev.value
+        if comp is not None:
+            body = rewrite_body(dict(req.body), comp, req.kind, self.cfg.upstream.model)
+            n_kept = comp.n_kept
+            info = {"method": name, "n_prompt": n_prompt, "n_kept": n_kept, "notes": comp.notes,
+                    "draft_ms": round(comp.timings.draft_ms, 3), "select_ms": round(comp.timings.select_ms, 3)}
+        else:
+            body = {k: v for k, v in req.body.items() if k != "specllama"}
+            if self.cfg.upstream.model is not None:
+                body["model"] = self.cfg.upstream.model
+            n_kept = n_prompt
+            info = {"method": name, "n_prompt": n_prompt, "n_kept": n_kept, "notes": []}
+        path = "/chat/completions" if req.kind == "chat" else "/completions"
+        headers = count_headers(n_prompt, n_kept)
+        resp = await self.upstream.send("POST", path, body, stream=req.stream)
+        ctype = resp.headers.get("content-type", "application/json")
+        if not req.stream or resp.status_code != 200:
+            data = await resp.aread()
+            await resp.aclose()
+            if resp.status_code == 200 and not req.stream:
+                try:
+                    obj = json.loads(data)
+                    if isinstance(obj, dict):
+                        obj["specllama"] = info
+                        return JSONResponse(obj, headers=headers)
+                except ValueError:
+                    pass
+            return Response(data, resp.status_code, headers=headers, media_type=ctype)
+
+        async def relay():
+            async for chunk in resp.aiter_raw():
+                yield chunk
+
+        return ClosingStream(relay(), on_close=resp.aclose, headers=headers)
+
+
+def _async(fn: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
+    async def call() -> None:
+        fn()
+    return call
+
+
+def build_app(cfg: ServeConfig, rt: Runtime) -> Starlette:
+    """The ASGI app; the worker it starts owns ``rt`` and closes it at shutdown."""
+    srv = Server(cfg, rt)
+
+    def guard(handler):
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ApiError as exc:
+                return api_error(exc)
+            except SpecllamaError as exc:
+                return api_error(from_specllama(exc))
+        return endpoint
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        msg = {404: f"no route {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
+        body = error_body(msg.get(exc.status_code, str(exc.detail)), "invalid_request_error")
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.exception("internal error")
+        return JSONResponse(error_body(f"internal error: {type(exc).__name__}", "server_error"), status_code=500)
+
+    routes = [
+        Route("/health", guard(srv.health), methods=["GET"]),
+        Route("/v1/models", guard(srv.models), methods=["GET"]),
+        Route("/v1/chat/completions", guard(srv.chat), methods=["POST"]),
+        Route("/v1/completions", guard(srv.completions), methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, lifespan=srv.lifespan,
+                    exception_handlers={HTTPException: http_error, Exception: internal_error})
+    app.state.server = srv
+    return app
+

@@ -1,0 +1,111 @@
+"""Engine layer on tiny generated GGUFs: model, context, batches, sampling, template."""
+
+import numpy as np
+import pytest
+
+from specllama.engine import Context, ContextConfig, Model, Sampler, SamplingConfig
+from specllama.engine.context import kv_bytes_for
+from specllama.engine.template import apply_template
+from specllama.errors import ConfigError, ModelError, PromptError
+
+
+def test_model_metadata_and_tokenizer_round_trip(tiny_path):
+    with Model(tiny_path) as m:
+        assert m.info.arch == "llama"
+        assert (m.info.n_layer, m.info.n_head, m.info.n_head_kv, m.info.group) == (2, 4, 2, 2)
+        toks = m.tokenize("the secret code is 42", add_special=True)
+        assert toks[0] == m.bos and len(toks) > 3
+        assert m.detokenize(toks[1:]).strip() == "the secret code is 42"
+        assert m.tokenize("<|im_start|>", parse_special=True).tolist() == [3]
+        assert len(m.tokenize("<|im_start|>", parse_special=False)) > 1
+        assert "<|im_start|>" in m.chat_template()
+        assert m.is_eog(4) and not m.is_eog(100)
+
+
+def test_model_is_freed_deterministically(tiny_path):
+    m = Model(tiny_path)
+    m.close()
+    with pytest.raises(RuntimeError):
+        m.tokenize("x")
+    m.close()  # idempotent
+
+
+@pytest.mark.parametrize("content,err", [(None, "not found"), (b"", "not a GGUF"), (b"GGML-not-really", "not a GGUF")])
+def test_bad_model_files_are_refused_with_one_line(tmp_path, content, err):
+    p = tmp_path / "model.gguf"
+    if content is not None:
+        p.write_bytes(content)
+    with pytest.raises(ModelError, match=err):
+        Model(p)
+
+
+def test_truncated_gguf_is_refused(tmp_path, tiny_path):
+    data = open(tiny_path, "rb").read()
+    p = tmp_path / "cut.gguf"
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="could not load"):
+        Model(p)
+
+
+def test_vocab_fingerprint_tells_tokenizers_apart(tiny_path, tiny_draft_path, tiny_other_vocab_path):
+    with Model(tiny_path) as a, Model(tiny_draft_path) as b, Model(tiny_other_vocab_path) as c:
+        assert a.vocab_fingerprint == b.vocab_fingerprint
+        assert a.vocab_fingerprint != c.vocab_fingerprint
+
+
+def test_decode_with_explicit_positions_and_greedy_is_deterministic(tiny_path):
+    with Model(tiny_path) as m:
+        toks = m.tokenize("the green sky and the blue grass " * 8, add_special=True)
+        outs = []
+        for n_batch in (512, 16):  # one call vs many chunks: same result
+            cfg = ContextConfig(n_ctx=256, n_batch=n_batch, n_ubatch=n_batch, n_threads=2)
+            with Context(m, cfg) as ctx, Sampler(SamplingConfig()) as s:
+                ctx.decode(toks)
+                assert ctx.pos_max() == len(toks) - 1
+                seq = []
+                for _ in range(5):
+                    t = s.sample(ctx)
+                    seq.append(t)
+                    ctx.decode(np.array([t]), np.array([ctx.pos_max() + 1]))
+                outs.append(seq)
+                assert ctx.kv_bytes() == kv_bytes_for(m, ctx.n_ctx) > 0
+        assert outs[0] == outs[1]
+
+
+def test_sampling_seed_reproduces_and_temperature_validated(tiny_path):
+    with Model(tiny_path) as m, Context(m, ContextConfig(n_ctx=256, n_threads=2)) as ctx:
+        ctx.decode(m.tokenize("hello world", add_special=True))
+        cfg = SamplingConfig(temp=1.5, top_k=0, top_p=1.0, seed=7)
+        with Sampler(cfg) as a, Sampler(cfg) as b:
+            assert a.sample(ctx) == b.sample(ctx)
+    with pytest.raises(ConfigError):
+        SamplingConfig(temp=-1)
+    with pytest.raises(ConfigError):
+        SamplingConfig(top_p=0)
+
+
+def test_context_full_is_a_clear_error(tiny_path):
+    with Model(tiny_path) as m, Context(m, ContextConfig(n_ctx=256, n_batch=64, n_ubatch=64, n_threads=2)) as ctx:
+        with pytest.raises(PromptError, match="no room"):
+            ctx.decode(np.full(300, 100, dtype=np.int32))
+
+
+def test_state_blob_round_trip_keeps_positions(tiny_path):
+    with Model(tiny_path) as m, Context(m, ContextConfig(n_ctx=256, n_threads=2)) as a, \
+            Context(m, ContextConfig(n_ctx=256, n_threads=2)) as b:
+        a.decode(m.tokenize("the sun is yellow", add_special=True))
+        b.state_set(a.state_get())
+        assert b.pos_max() == a.pos_max()
+
+
+def test_chat_template_applies_and_unknown_template_is_refused(tiny_path):
+    with Model(tiny_path) as m:
+        text = apply_template(m.chat_template(), [("user", "hi")])
+        assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    with pytest.raises(ModelError, match="chat template"):
+        apply_template("{{ not a known template }}", [("user", "hi")])
+
+
+def test_ubatch_larger_than_batch_is_refused():
+    with pytest.raises(ConfigError):
+        ContextConfig(n_ctx=256, n_batch=32, n_ubatch=64)
