@@ -114,7 +114,8 @@ def _set_f16(blocks: np.ndarray, offset: int, value: float) -> None:
 
 
 def random_blocks(bitgen: np.random.BitGenerator, n_blocks: int, qname: str, d: float, m: float) -> np.ndarray:
-    """``[n_blocks, block_bytes]`` uint8 of random quants with scale ``d`` and min ``m``."""
+    """``[n_blocks, block_bytes]`` uint8 of random quants with scale ``d`` and min ``m``
+    (types without a min get ``±d``, the sign drawn per block)."""
     import gguf
 
     _, bb = gguf.GGML_QUANT_SIZES[_qtype(qname)]
@@ -125,6 +126,9 @@ def random_blocks(bitgen: np.random.BitGenerator, n_blocks: int, qname: str, d: 
     _set_f16(blocks, lay.d, d)
     if lay.m is not None:
         _set_f16(blocks, lay.m, m)
+    else:  # symmetric types: a random sign per block cancels the -0.5 step bias of unsigned quants
+        src = (lay.d + 2) % bb
+        blocks[:, lay.d + 1] |= blocks[:, src] & 0x80
     return blocks
 
 

@@ -72,6 +72,9 @@ class Runtime:
         self._draft: Model | None = None
         self._ctx: dict[str, Context] = {}
         self._taps: dict[str, TensorTap] = {}
+        # Optional memo of draft attention scores per prompt (eval turns it on to score one prompt at
+        # several budgets with one draft pass; timing runs leave it off).
+        self.score_cache: dict | None = None
 
     # -- models -------------------------------------------------------------------------------
     @property

@@ -35,7 +35,7 @@ class Snapshot:
 
     cpu: CpuTicks
     own: int
-    procs: dict[int, tuple[str, int]] = field(default_factory=dict)
+    procs: dict[int, tuple[str, int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,19 +81,20 @@ def parse_proc_stat(text: str) -> CpuTicks:
     raise ValueError("no aggregate 'cpu' line in /proc/stat")
 
 
-def parse_pid_stat(text: str) -> tuple[str, int]:
-    """``/proc/<pid>/stat`` text -> ``(command, utime + stime)`` in jiffies.
+def parse_pid_stat(text: str) -> tuple[str, int, int]:
+    """``/proc/<pid>/stat`` text -> ``(command, utime + stime, starttime)`` in jiffies.
 
     The command sits in parentheses and may itself contain spaces and parentheses, so fields
-    are counted from the last ``)``.
+    are counted from the last ``)``. A kernel worker's command changes with its work queue, so
+    ``starttime`` (not the command) tells a reused pid apart.
     """
     lo, hi = text.find("("), text.rfind(")")
     if lo < 0 or hi < lo:
         raise ValueError("malformed /proc/<pid>/stat")
     comm = text[lo + 1:hi]
     rest = text[hi + 1:].split()
-    # rest[0] is field 3 (state); utime and stime are fields 14 and 15
-    return comm, int(rest[11]) + int(rest[12])
+    # rest[0] is field 3 (state); utime and stime are fields 14 and 15, starttime field 22
+    return comm, int(rest[11]) + int(rest[12]), int(rest[19])
 
 
 def _read(path: str) -> str | None:
@@ -140,9 +141,9 @@ def other_share(before: Snapshot, after: Snapshot, interval_s: float = 0.0) -> I
     share = min(1.0, max(0.0, (busy - own) / total))
     steal = min(1.0, max(0.0, (after.cpu.steal - before.cpu.steal) / total))
     deltas = []
-    for pid, (comm, ticks) in after.procs.items():
+    for pid, (comm, ticks, start) in after.procs.items():
         prev = before.procs.get(pid)
-        d = ticks - prev[1] if prev is not None and prev[0] == comm else ticks  # new: all of it
+        d = ticks - prev[1] if prev is not None and prev[2] == start else ticks  # new: all of it
         if d > 0:
             deltas.append((d, pid, comm))
     deltas.sort(reverse=True)

@@ -9,7 +9,9 @@ context created beforehand so that allocation is not timed:
   llama.cpp calling back into Python for every graph node);
 * ``captured``: exactly what SpecPC runs (``methods.draft.score_with_attention`` with the method's
   attention settings, lookahead 1: the last window as its own graph, its attention copied out and
-  reduced).
+  reduced);
+* ``qk_fa_on``: the prototype in ``qkscore.py``: flash attention on, Q and K captured, the window's
+  attention computed in numpy (only for llama/qwen2 drafts with ``-ub`` equal to ``-b``).
 
 Capture overhead = captured / plain_fa_off - 1. The SpecPC ideal bound uses the faster plain
 variant: a draft prefill with no capture at all.
@@ -26,8 +28,9 @@ from ..methods.draft import AttentionConfig, score_with_attention
 from ..prompt import Prompt
 from ..runtime import Runtime, round_ctx
 from ..timings import Timings
+from .qkscore import SUPPORTED_ARCHS, QKScorer
 
-VARIANTS = ("plain_fa_off", "plain_fa_on", "hooked", "captured")
+VARIANTS = ("plain_fa_off", "plain_fa_on", "hooked", "captured", "qk_fa_on")
 
 
 def attention_of(methods: list[Method]) -> AttentionConfig:
@@ -42,7 +45,8 @@ def attention_of(methods: list[Method]) -> AttentionConfig:
 
 @dataclass
 class ProbeRun:
-    """One timed variant: wall milliseconds and, for ``captured``, the part spent reducing blocks."""
+    """One timed variant: wall milliseconds and, for ``captured`` and ``qk_fa_on``, the part spent
+    in numpy (reducing blocks; computing the window's attention)."""
 
     variant: str
     ms: float
@@ -63,18 +67,27 @@ class DraftProbe:
         self.prompt = prompt
         self.attention = attention
         self._ctx: dict[str, Context] = {}
+        self._qk: QKScorer | None = None
+
+    def _cfg(self, flash_attn: bool) -> ContextConfig:
+        c = self.rt.cfg
+        return ContextConfig(n_ctx=round_ctx(self.prompt.n + 1), n_batch=c.n_batch,
+                             n_ubatch=min(c.n_ubatch, c.n_batch), n_threads=c.n_threads, flash_attn=flash_attn)
 
     def _plain(self, flash_attn: bool) -> Context:
         key = f"fa{int(flash_attn)}"
         if key not in self._ctx:
-            c = self.rt.cfg
-            cfg = ContextConfig(n_ctx=round_ctx(self.prompt.n + 1), n_batch=c.n_batch,
-                                n_ubatch=min(c.n_ubatch, c.n_batch), n_threads=c.n_threads,
-                                flash_attn=flash_attn)
-            self._ctx[key] = Context(self.rt.draft, cfg)
+            self._ctx[key] = Context(self.rt.draft, self._cfg(flash_attn))
         ctx = self._ctx[key]
         ctx.clear()
         return ctx
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The variants this draft and batch setting allow (``qk_fa_on`` needs llama/qwen2)."""
+        cfg = self._cfg(True)
+        qk_ok = self.rt.draft.info.arch in SUPPORTED_ARCHS and cfg.n_ubatch == cfg.n_batch
+        return tuple(v for v in VARIANTS if v != "qk_fa_on" or qk_ok)
 
     def warm(self, n: int = 128) -> None:
         """Page the draft's weights in and start its threads (untimed)."""
@@ -101,10 +114,19 @@ class DraftProbe:
             t0 = time.perf_counter()
             score_with_attention(ctx, tap, self.rt.draft, tokens, self.attention, self.prompt.n, 1, job)
             return ProbeRun(variant, 1000.0 * (time.perf_counter() - t0), job.timings.capture_ms)
+        if variant == "qk_fa_on":
+            if self._qk is None:
+                self._qk = QKScorer(self.rt.draft, self._cfg(True), self.attention)
+            t0 = time.perf_counter()
+            _, numpy_ms = self._qk.score(tokens)
+            return ProbeRun(variant, 1000.0 * (time.perf_counter() - t0), numpy_ms)
         raise ValueError(f"unknown probe variant {variant!r}")
 
     def close(self) -> None:
         for ctx in self._ctx.values():
             ctx.close()
         self._ctx.clear()
+        if self._qk is not None:
+            self._qk.close()
+            self._qk = None
 

@@ -2,7 +2,7 @@
 
 Two triggers, checked every turn on the sequence the target would read:
 
-* **budget**: the turn sends new documents and the method has a prompt stage (SpecPC): with
+* **budget**: the turn sends new documents and the method compresses (SpecPC, SpecKV...): with
   ``--budget N`` the turn's whole prompt is cut to ``N`` tokens (as ``run`` would); with
   ``--keep F`` it drops ``1 - F`` of the new documents' tokens. The documents are compressed
   once, when first sent, and the history keeps their compressed form.
@@ -10,10 +10,11 @@ Two triggers, checked every turn on the sequence the target would read:
   to three quarters of what fits, so the following turns again only append.
 
 Candidates are whole units (documents, earlier questions and answers): the new documents first
-on a budget trigger, then the oldest units, until they hold twice the tokens to drop (or all of
+(with a compressing method), then the oldest units, until they hold twice the tokens to drop (or all of
 them). The template, the system prompt and the current question are never candidates. The
 method's prompt stage scores the candidates (SpecPC: the draft's attention, reusing the draft's
-own KV across turns); a method without one drops the oldest candidate tokens first.
+own KV across turns); a method with only a KV stage (SpecKV, SnapKV, ...) picks the target cells to
+keep (:class:`KVScorer`); a method with neither drops the oldest candidate tokens first.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from ..methods.specpc import SpecPCStage
 from ..pipeline import check_budget
 from ..prompt import Prompt
 from ..runtime import Runtime
-from ..select.scores import pool1d
 from ..select.topk import select_tokens
 from ..timings import Timings
 from .history import Sequence, View
@@ -87,7 +87,7 @@ def plan(view: View, seq: Sequence, method: Method, room: int) -> Plan | None:
     """
     n = seq.n
     sizes = {i: int((seq.unit == i).sum()) for i in range(len(view.units))}
-    fresh = new_documents(view) if method.prompt_stage is not None else []
+    fresh = new_documents(view) if method.compresses else []
     goal, reason, limit = None, "", 0
     g = budget_goal(method.budget, n, sum(sizes[i] for i in fresh))
     if g is not None and n > g:
@@ -100,7 +100,7 @@ def plan(view: View, seq: Sequence, method: Method, room: int) -> Plan | None:
         return None
     excess = n - goal
     order = [i for i in range(len(view.units)) if i != view.question and i not in fresh]
-    chosen = list(fresh) if reason == "budget" else []
+    chosen = list(fresh)  # new documents are compressed when first sent, whatever the trigger
     total = sum(sizes[i] for i in chosen)
     for i in order:
         if total >= SLACK * excess:
@@ -154,7 +154,7 @@ class StageScorer:
         return np.sort(np.asarray(self.stage.select(job, goal), dtype=np.int64))
 
 
-class _Hooked:
+class HookedContext:
     """A context whose ``decode`` checks for interruption before each chunk and reports progress
     of its first (prefill) call; everything else is the wrapped context's."""
 
@@ -221,12 +221,12 @@ class DraftScorer:
         q = self.track.sync(seq.tokens, seq.positions, keep_last=window)
         ctx = self.track.reserve(seq.n + cfg.lookahead)
         bar = self.progress("draft prefill", seq.n - q)
-        hooked = _Hooked(ctx, self.check, bar)
+        hooked = HookedContext(ctx, self.check, bar)
         job = Job(prompt=Prompt(seq.tokens, np.ones(seq.n, dtype=bool)), budget=seq.n, gen=GenConfig(),
                   rt=self.rt, timings=timings)
         try:
-            scores, _ = score_with_attention(hooked, self.tap, self.rt.draft, seq.tokens[q:], cfg.attention,
-                                             seq.n, cfg.lookahead, job, positions=seq.positions[q:])
+            scores = score_with_attention(hooked, self.tap, self.rt.draft, seq.tokens[q:], cfg.attention,
+                                          seq.n, cfg.lookahead, job, positions=seq.positions[q:]).scores
         except BaseException:
             self.track.held(seq.tokens[q:q + hooked.done], seq.positions[q:q + hooked.done])
             self.track.rewind(self.track.n)
@@ -243,20 +243,59 @@ class DraftScorer:
     def select(self, seq: Sequence, protected: np.ndarray, goal: int, timings: Timings) -> np.ndarray:
         scores = self.scores(seq, timings)
         t1 = time.perf_counter()
-        pooled = pool1d(scores, self.cfg.kernel, self.cfg.pool)
-        keep = select_tokens(pooled, goal, window=self.window, neighbours=self.cfg.neighbours or self.cfg.kernel,
-                             protected=protected)
+        keep = self.stage.choose(scores, goal, protected)
         timings.select_ms += 1000.0 * (time.perf_counter() - t1)
         return keep
+
+
+class KVScorer:
+    """A KV stage (SpecKV, SnapKV, StreamingLLM, random): the target prefills the sequence (and the
+    draft's lookahead answer) in an attention-reading context, the stage picks the cells, and the
+    kept cells move into the chat's target context at their original positions, so the next turn
+    only appends. The chat runs these methods with original positions for that reason."""
+
+    label = "evicted"
+
+    def __init__(self, stage, rt: Runtime, track: Track, gen: GenConfig):
+        self.stage = stage
+        self.rt = rt
+        self.track = track
+        self.gen = gen
+        self.window = getattr(stage, "window", 0)
+
+    def select(self, seq: Sequence, protected: np.ndarray, goal: int, timings: Timings) -> np.ndarray:
+        kv, rt = self.stage, self.rt
+        job = Job(prompt=Prompt(seq.tokens, protected), budget=goal, gen=self.gen, rt=rt, timings=timings)
+        lookahead = kv.lookahead(job)
+        t0 = time.perf_counter()
+        if kv.needs_attention:
+            ctx, tap = rt.target_attn_ctx(seq.n + len(lookahead))
+            scores = score_with_attention(ctx, tap, rt.target, seq.tokens, kv.attention, seq.n, 0, job,
+                                          positions=seq.positions, extra=lookahead).scores
+        else:
+            ctx = rt.target_ctx(seq.n)
+            ctx.decode(seq.tokens, seq.positions)
+            scores = None
+        timings.prefill_ms += 1000.0 * (time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        cells = np.sort(np.asarray(kv.select(job, goal, scores, protected), dtype=np.int64))
+        self.track.adopt(ctx, seq.tokens[cells], seq.positions[cells])
+        timings.select_ms += 1000.0 * (time.perf_counter() - t1)
+        return cells
 
 
 # -- running a plan ---------------------------------------------------------------------------
 def run(plan_: Plan, view: View, seq: Sequence, scorer: Scorer, timings: Timings) -> dict:
     """Score and select; return the new masks ``{unit index: [n_unit_tokens] bool}``."""
     protected = protected_mask(seq, plan_.candidates)
+    goal = plan_.goal
+    if plan_.reason == "context":  # give up headroom rather than fail while the room suffices
+        must = protected.copy()
+        must[max(0, seq.n - scorer.window):] = True
+        goal = max(goal, min(int(must.sum()), plan_.limit))
     what = "the budget" if plan_.reason == "budget" else "the context room"
-    check_budget(scorer, plan_.goal, Prompt(seq.tokens, protected), what)
-    kept = scorer.select(seq, protected, plan_.goal, timings)
+    check_budget(scorer, goal, Prompt(seq.tokens, protected), what)
+    kept = scorer.select(seq, protected, goal, timings)
     keep_seq = np.zeros(seq.n, dtype=bool)
     keep_seq[kept] = True
     if not keep_seq[protected].all():

@@ -117,13 +117,13 @@ class View:
             keep[sel] = m
         return keep
 
-    def with_masks(self, masks: dict) -> "View":
+    def with_masks(self, masks: dict) -> View:
         merged = dict(self.masks)
         merged.update(masks)
         return View(self.prompt, self.units, self.current, self.question, merged)
 
     # -- the sequence the models read -------------------------------------------------------
-    def sequence(self, renumber: bool = True) -> "Sequence":
+    def sequence(self, renumber: bool = True) -> Sequence:
         keep = self.keep()
         idx = np.flatnonzero(keep)
         pos = np.arange(len(idx)) if renumber else idx

@@ -33,7 +33,7 @@ def format_bar(label: str, done: int, total: int, elapsed: float, width: int = 2
 
 
 def _duration(seconds: float) -> str:
-    s = int(round(seconds))
+    s = round(seconds)
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 

@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from ..engine.context import Context
+from ..engine.kvstate import keep_cells
 from ..errors import PromptError
 from ..runtime import round_ctx
 
@@ -32,11 +33,13 @@ class Track:
         make: ``make(n_ctx) -> Context`` builds a context of ``n_ctx`` cells.
         cap: the most cells the context may grow to.
         fixed: allocate ``cap`` cells at once and never grow (``-c N``).
-        name: for error messages.
+        name, hint: for the error raised when the cap is reached.
     """
 
-    def __init__(self, make: Callable[[int], Context], cap: int, fixed: bool = False, name: str = "model"):
+    def __init__(self, make: Callable[[int], Context], cap: int, fixed: bool = False, name: str = "model",
+                 hint: str = "/clear the conversation or raise -c"):
         self.make = make
+        self.hint = hint
         self.cap = int(cap)
         self.fixed = fixed
         self.name = name
@@ -56,7 +59,7 @@ class Track:
         """The context, grown to hold at least ``n`` cells (cells kept); raises past the cap."""
         if n > self.cap:
             raise PromptError(f"{self.name}: the conversation needs {n} tokens but the context holds "
-                              f"at most {self.cap}; /clear it or raise -c")
+                              f"at most {self.cap}; {self.hint}")
         if self.ctx is not None and self.ctx.n_ctx >= n:
             return self.ctx
         size = self.cap if self.fixed else min(self.cap, max(round_ctx(n), 2 * self.n_ctx))
@@ -95,6 +98,14 @@ class Track:
         """Record that the cells after the current ones now hold ``tokens`` at ``positions``."""
         self.tokens = np.concatenate([self.tokens, np.asarray(tokens, dtype=np.int32)])
         self.positions = np.concatenate([self.positions, np.asarray(positions, dtype=np.int32)])
+
+    def adopt(self, src: Context, tokens: np.ndarray, positions: np.ndarray) -> None:
+        """Hold exactly ``tokens`` at ``positions``, copying those cells from ``src`` (another context
+        of the same model) instead of decoding them."""
+        self.clear()
+        ctx = self.reserve(len(tokens) + 1)
+        keep_cells(src, positions, ctx)
+        self.held(tokens, positions)
 
     def clear(self) -> None:
         if self.ctx is not None:

@@ -11,6 +11,7 @@ from ..engine import lib
 from ..prompt import build_prompt, document_request
 from ..runtime import Runtime
 from .inputs import read_prompt
+from .serve import upstream_from, upstream_options, upstream_runtime
 from .options import (gen_config, gen_options, method_from, method_options, model_options,
                       prompt_options, runtime_config, wants_draft)
 
@@ -32,15 +33,17 @@ def load_request(rt: Runtime, o: dict):
 @prompt_options
 @method_options
 @gen_options
+@upstream_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming text.")
 @click.option("--quiet", is_flag=True, help="No summary line on stderr.")
 def run(as_json: bool, quiet: bool, **o) -> None:
     """Answer one prompt (from -p, -f or stdin) with the chosen method."""
     from ..pipeline import generate
+    from ..serve.upstream import generate_upstream
 
     lib.init(o.get("verbose"))
-    cfg = runtime_config(o, wants_draft(o))
-    with Runtime(cfg) as rt:
+    up = upstream_from(o)
+    with (upstream_runtime(o) if up else Runtime(runtime_config(o, wants_draft(o)))) as rt:
         method = method_from(o, rt.has_draft)
         gen = gen_config(o)
         prompt = load_request(rt, o)
@@ -50,7 +53,9 @@ def run(as_json: bool, quiet: bool, **o) -> None:
             out.write(piece)
             out.flush()
 
-        result = generate(rt, prompt, method, gen, on_text=None if as_json else emit)
+        on_text = None if as_json else emit
+        result = (generate_upstream(rt, prompt, method, gen, up, on_text, raw=o.get("raw", False)) if up
+                  else generate(rt, prompt, method, gen, on_text=on_text))
     for n in result.notes:
         note(n)
     if as_json:

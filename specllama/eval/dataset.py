@@ -13,9 +13,8 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .. import registry
 from ..engine.model import Model
@@ -65,12 +64,11 @@ def _read(path: Path, key: str) -> list[Sample] | None:
 
 def _write(path: Path, key: str, fields: dict, samples: list[Sample]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(json.dumps({"format": FORMAT, "key": key, "n": len(samples), "fields": fields}) + "\n")
-            for s in samples:
-                fh.write(json.dumps(s.to_dict(), ensure_ascii=False) + "\n")
+            fh.writelines(json.dumps(s.to_dict(), ensure_ascii=False) + "\n" for s in samples)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

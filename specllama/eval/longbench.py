@@ -100,7 +100,7 @@ def is_longbench(task: str) -> bool:
 def check_task(task: str, path: str | None) -> None:
     """Raise a one-line error for an unknown LongBench task or a missing ``--longbench`` path."""
     name = task[len(PREFIX):] if task.startswith(PREFIX) else ""
-    base = name[:-2] if name.endswith("_e") else name
+    base = name.removesuffix("_e")
     if task != "longbench":
         if base in CHINESE:
             raise DataError(f"LongBench task {name} is Chinese; only the English datasets are supported")
@@ -111,6 +111,8 @@ def check_task(task: str, path: str | None) -> None:
                         "(data.zip of THUDM/LongBench) or one such file; no model hub is reachable here")
     if not Path(path).exists():
         raise DataError(f"--longbench path not found: {path}")
+    if name and name not in _files(Path(path)):
+        raise DataError(f"no {name}.jsonl at {path}")
 
 
 def _files(path: Path) -> dict[str, Path]:
@@ -119,7 +121,7 @@ def _files(path: Path) -> dict[str, Path]:
     out = {}
     for p in cands:
         name = p.stem
-        base = name[:-2] if name.endswith("_e") else name
+        base = name.removesuffix("_e")
         if base in PROMPTS:
             out[name] = p
     return out
@@ -141,7 +143,7 @@ def expand(tasks: list[str], path: str | None) -> list[str]:
 
 
 def _sample(dataset: str, index: int, row: dict) -> Sample:
-    base = dataset[:-2] if dataset.endswith("_e") else dataset
+    base = dataset.removesuffix("_e")
     template = PROMPTS[base]
     try:
         head, tail = template.split("{context}")
@@ -165,8 +167,6 @@ def load(task: str, path: str | None, limit: int | None = None) -> list[Sample]:
     check_task(task, path)
     dataset = task[len(PREFIX):]
     files = _files(Path(path))
-    if dataset not in files:
-        raise DataError(f"no {dataset}.jsonl at {path}")
     samples = []
     with open(files[dataset], encoding="utf-8") as fh:
         for i, line in enumerate(fh):

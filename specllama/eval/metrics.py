@@ -17,7 +17,7 @@ import difflib
 import re
 import string
 from collections import Counter
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
 

@@ -59,16 +59,18 @@ def context_length(path: str, role: str = "model") -> int | None:
                 return None
             _read(fh, "<Q")  # tensors
             n_kv = _read(fh, "<Q")
-            arch = None
+            arch, found = None, {}
             for _ in range(n_kv):
                 key = _string(fh)
                 kind = _read(fh, "<I")
-                wanted = key == "general.architecture" or (arch is not None and key == f"{arch}.context_length")
+                wanted = key == "general.architecture" or key.endswith(".context_length")
                 val = _value(fh, kind, wanted)
                 if key == "general.architecture":
                     arch = val
                 elif wanted:
-                    return int(val)
+                    found[key] = val
+                if arch is not None and f"{arch}.context_length" in found:
+                    return int(found[f"{arch}.context_length"])
     except (OSError, EOFError, ValueError, struct.error, UnicodeDecodeError) as exc:
         raise ModelError(f"cannot read the GGUF header of {role} {path}: {exc}") from None
     return None

@@ -64,7 +64,7 @@ class Sample:
         return d
 
     @staticmethod
-    def from_dict(d: dict) -> "Sample":
+    def from_dict(d: dict) -> Sample:
         return Sample(task=d["task"], index=int(d["index"]),
                       parts=tuple((str(t), bool(c)) for t, c in d["parts"]),
                       answer_prefix=d.get("answer_prefix", ""), outputs=tuple(d["outputs"]),
@@ -86,10 +86,15 @@ class PromptStyle:
 
 
 def to_prompt(model: Model, sample: Sample, style: PromptStyle = PromptStyle()) -> Prompt:
-    """The target's prompt for ``sample``: ``[n]`` tokens, answer prefix last and protected."""
+    """The target's prompt for ``sample``: ``[n]`` tokens, answer prefix last and protected.
+
+    A sample whose ``meta["raw"]`` is set (LongBench's few-shot and code tasks) skips the chat
+    template whatever ``style`` says, as LongBench does.
+    """
+    raw = style.raw or bool(sample.meta.get("raw"))
     msgs = [Message("user", tuple(Part(t, c) for t, c in sample.parts))]
-    base = build_prompt(model, msgs, style.template, style.raw)
-    prefix = sample.answer_prefix if style.raw else sample.answer_prefix.lstrip()
+    base = build_prompt(model, msgs, style.template, raw)
+    prefix = sample.answer_prefix if raw else sample.answer_prefix.lstrip()
     if not prefix:
         return base
     extra = model.tokenize(prefix, add_special=False, parse_special=False)

@@ -72,7 +72,8 @@ class AttentionScores:
 def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConfig, n_keys: int,
                          lookahead: int, job: Job, positions: np.ndarray | None = None,
                          extra: np.ndarray | None = None,
-                         on_prompt_logits: Callable[[int], None] | None = None) -> AttentionScores:
+                         on_prompt_logits: Callable[[int], None] | None = None,
+                         progress: Callable[[int, int], None] | None = None) -> AttentionScores:
     """Prefill ``tokens`` into ``ctx`` reading the window's attention, plus lookahead queries.
 
     Args:
@@ -87,6 +88,7 @@ def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConf
             forcing, e.g. the target reading the draft's answer); their queries are read too.
         on_prompt_logits: ``f(i)`` is called while the last prompt token's logits are current, as
             ``ctx.logits(i)`` / ``sampler.sample(ctx, i)``.
+        progress: ``f(done, total)`` after each prefill chunk (see ``Context.decode``).
 
     Returns:
         per-key scores reduced over heads, queries, layers and steps, and the lookahead tokens.
@@ -130,7 +132,7 @@ def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConf
     out: list[int] = [int(t) for t in extra] if n_extra else []
     try:
         ctx.decode(feed, pos, split_at=[w0], logits_at=n - 1, before_chunk=before_chunk,
-                   after_chunk=after_chunk)
+                   after_chunk=after_chunk, progress=progress)
         tap.check()
         weights["w"] = None
         next_pos = int(pos[-1]) + 1

@@ -9,6 +9,7 @@ and the target prefills only the kept tokens (arXiv 2506.08373, section 4).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 
@@ -74,20 +75,29 @@ class SpecPCStage:
             raise ConfigError("--positions original needs llama.cpp built with patches/0001 "
                               "(run `make install`)")
         rt.check_same_tokenizer()
-        t0 = time.perf_counter()
-        ctx, tap = rt.draft_ctx(prompt.n + self.cfg.lookahead)
-        att = score_with_attention(ctx, tap, rt.draft, prompt.tokens, self.cfg.attention, prompt.n,
-                                   self.cfg.lookahead, job)
+        key = (hashlib.sha1(prompt.tokens.tobytes()).hexdigest(), self.cfg.attention, self.cfg.lookahead)
+        att = rt.score_cache.get(key) if rt.score_cache is not None else None
+        if att is None:
+            t0 = time.perf_counter()
+            ctx, tap = rt.draft_ctx(prompt.n + self.cfg.lookahead)
+            att = score_with_attention(ctx, tap, rt.draft, prompt.tokens, self.cfg.attention, prompt.n,
+                                       self.cfg.lookahead, job)
+            job.timings.draft_ms += 1000.0 * (time.perf_counter() - t0)
+            job.timings.draft_tokens += prompt.n + max(0, len(att.lookahead) - 1)
+            if rt.score_cache is not None:
+                rt.score_cache[key] = att
         job.lookahead = att.lookahead
-        job.timings.draft_ms += 1000.0 * (time.perf_counter() - t0)
-        job.timings.draft_tokens += prompt.n + max(0, len(job.lookahead) - 1)
         t1 = time.perf_counter()
-        pooled = pool1d(att.scores, self.cfg.kernel, self.cfg.pool)
-        neighbours = self.cfg.neighbours or self.cfg.kernel
-        keep = select_tokens(pooled, budget, window=self.window, neighbours=neighbours,
-                             protected=prompt.protected)
+        keep = self.choose(att.scores, budget, prompt.protected)
         job.timings.select_ms += 1000.0 * (time.perf_counter() - t1)
         return keep
+
+    def choose(self, scores: np.ndarray, budget: int, protected: np.ndarray) -> np.ndarray:
+        """SpecPC's selection on draft scores ``[n]``: pool, expand to spans, keep window and
+        ``protected[n]``; sorted indices ``[<=budget]``."""
+        pooled = pool1d(scores, self.cfg.kernel, self.cfg.pool)
+        return select_tokens(pooled, budget, window=self.window, neighbours=self.cfg.neighbours or self.cfg.kernel,
+                             protected=protected)
 
 
 class SpecPC(Method):

@@ -4,9 +4,10 @@ Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/model
 checked when one is set) and ``GET /health`` (never).
 
 Local mode runs the pipeline in the worker. Upstream mode (``cfg.upstream``) runs only the prompt
-compression in the worker and forwards the shorter request, streaming passed through; responses
-gain a ``specllama`` object (non-streaming) and ``X-Specllama-Prompt-Tokens`` /
-``X-Specllama-Kept-Tokens`` headers (both modes).
+compression in the worker and forwards the shorter request, streaming passed through; its
+non-streaming answers gain a ``specllama`` object. ``X-Specllama-Prompt-Tokens`` /
+``X-Specllama-Kept-Tokens`` headers come with every upstream answer and with local non-streaming ones
+(a local stream carries the counts in its last chunk).
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ def count_headers(n_prompt: int, n_kept: int) -> dict[str, str]:
     return {"X-Specllama-Prompt-Tokens": str(n_prompt), "X-Specllama-Kept-Tokens": str(n_kept)}
 
 
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
 async def _disconnected(receive) -> None:
     while True:
         msg = await receive()
@@ -71,18 +76,34 @@ async def _disconnected(receive) -> None:
             return
 
 
-async def wait_event(request: Request, ticket: Ticket) -> Event | None:
-    """The ticket's next event, or None (and the ticket cancelled) if the client goes first."""
-    get = asyncio.ensure_future(ticket.next())
+async def until_disconnect(request: Request, aw: Awaitable):
+    """``await aw``, unless the client disconnects first: then ``aw`` is cancelled and
+    :class:`ClientGone` raised."""
+    task = asyncio.ensure_future(aw)
     gone = asyncio.ensure_future(_disconnected(request.receive))
     try:
-        await asyncio.wait({get, gone}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone.cancel()
-        if not get.done():
-            get.cancel()
-            ticket.cancel()
-    return get.result() if get.done() and not get.cancelled() else None
+        if not task.done():
+            task.cancel()
+    if task not in done:
+        raise ClientGone()
+    return task.result()
+
+
+async def wait_event(request: Request, ticket: Ticket) -> Event:
+    """The ticket's next event; the ticket is cancelled if the client goes first."""
+    try:
+        ev = await until_disconnect(request, ticket.next())
+    except ClientGone:
+        ticket.cancel()
+        raise
+    if ev.kind == "error":
+        raise event_error(ev)
+    if ev.kind == "cancelled":
+        raise ApiError(503, "the request was cancelled: the server is shutting down", code="shutting_down")
+    return ev
 
 
 def event_error(ev: Event) -> ApiError:
@@ -95,7 +116,7 @@ def event_error(ev: Event) -> ApiError:
     return ApiError(500, f"internal error: {type(exc).__name__}")
 
 
-class Server:
+class Api:
     """The routes and their state; :func:`build_app` wraps it in a Starlette app."""
 
     def __init__(self, cfg: ServeConfig, rt: Runtime):
@@ -157,8 +178,8 @@ class Server:
         except ShuttingDown:
             raise ApiError(503, "the server is shutting down", code="shutting_down") from None
 
-    def method_for(self, req: ApiRequest) -> Method:
-        method = build_method(req, self.cfg.method_opts, self.has_draft)
+    def method_for(self, req: ApiRequest, n_predict: int) -> Method:
+        method = build_method(req, self.cfg.method_opts, self.has_draft, n_predict)
         if self.cfg.upstream is not None:
             try:
                 check_prompt_only(method)
@@ -197,18 +218,12 @@ class Server:
     async def complete(self, request: Request, parse: Callable[[dict], ApiRequest]) -> Response:
         self.check_key(request)
         req = parse(await self.read_body(request))
-        method = self.method_for(req)
+        gen = gen_config(req, self.cfg.gen)
+        method = self.method_for(req, gen.n_predict)
         if self.upstream is not None:
             return await self.forward(request, req, method)
-        gen = gen_config(req, self.cfg.gen)
         ticket = self.submit(partial(self.run_local, req, method, gen), req.stream)
         ev = await wait_event(request, ticket)
-        if ev is None:
-            return Response(status_code=499)  # nobody is listening
-        if ev.kind == "error":
-            raise event_error(ev)
-        if ev.kind == "cancelled":
-            raise ApiError(503, "the request was cancelled: the server is shutting down", code="shutting_down")
         answer = Answer(req.kind, req.model or self.model_id)
         if not req.stream:
             result: Result = ev.value
@@ -246,59 +261,50 @@ class Server:
             ev = await ticket.next()
 
     # -- upstream mode --------------------------------------------------------------------------
-    def run_compress(self, req: ApiRequest, method: Method, rt: Runtime, emit):
+    def run_compress(self, req: ApiRequest, method: Method, rt: Runtime, emit) -> tuple[dict, dict]:
+        """The job: tokenize, compress; the body for the upstream and the ``specllama`` object."""
         prompt = self.tokenize(rt, req)
+        body = {k: v for k, v in req.body.items() if k != "specllama"}
+        if self.cfg.upstream.model is not None:
+            body["model"] = self.cfg.upstream.model
+        info: dict[str, Any] = {"method": "dense", "n_prompt": prompt.n, "n_kept": prompt.n, "notes": []}
         if method.compresses:
             comp, name = compress_prompt(rt, prompt, method, self.cfg.gap)
-        else:
-            comp, name = None, "dense"
-        n_kept = comp.n_kept if comp else prompt.n
-        log.info("%s: kept %d/%d tokens | draft %.2f s", name, n_kept, prompt.n,
-                 comp.timings.draft_ms / 1000 if comp else 0.0)
+            body = rewrite_body(body, comp, req.kind)
+            info.update(method=name, n_kept=comp.n_kept, notes=comp.notes,
+                        draft_ms=round(comp.timings.draft_ms, 3), select_ms=round(comp.timings.select_ms, 3))
+        log.info("%s: kept %d/%d tokens | draft %.2f s", info["method"], info["n_kept"], info["n_prompt"],
+                 info.get("draft_ms", 0.0) / 1000)
         emit("")  # a cancellation point before forwarding
-        return comp, name, prompt.n
+        return body, info
 
     async def forward(self, request: Request, req: ApiRequest, method: Method) -> Response:
         assert self.upstream is not None
         ticket = self.submit(partial(self.run_compress, req, method), False)
-        ev = await wait_event(request, ticket)
-        if ev is None:
-            return Response(status_code=499)
-        if ev.kind == "error":
-            raise event_error(ev)
-        if ev.kind == "cancelled":
-            raise ApiError(503, "the request was cancelled: the server is shutting down", code="shutting_down")
-        comp, name, n_prompt = ev.value
-        if comp is not None:
-            body = rewrite_body(dict(req.body), comp, req.kind, self.cfg.upstream.model)
-            n_kept = comp.n_kept
-            info = {"method": name, "n_prompt": n_prompt, "n_kept": n_kept, "notes": comp.notes,
-                    "draft_ms": round(comp.timings.draft_ms, 3), "select_ms": round(comp.timings.select_ms, 3)}
-        else:
-            body = {k: v for k, v in req.body.items() if k != "specllama"}
-            if self.cfg.upstream.model is not None:
-                body["model"] = self.cfg.upstream.model
-            n_kept = n_prompt
-            info = {"method": name, "n_prompt": n_prompt, "n_kept": n_kept, "notes": []}
+        body, info = (await wait_event(request, ticket)).value
         path = "/chat/completions" if req.kind == "chat" else "/completions"
-        headers = count_headers(n_prompt, n_kept)
-        resp = await self.upstream.send("POST", path, body, stream=req.stream)
+        headers = count_headers(info["n_prompt"], info["n_kept"])
+        resp = await until_disconnect(request, self.upstream.send("POST", path, body, stream=req.stream))
         ctype = resp.headers.get("content-type", "application/json")
         if not req.stream or resp.status_code != 200:
-            data = await resp.aread()
-            await resp.aclose()
+            try:
+                data = await until_disconnect(request, resp.aread())
+            finally:
+                await resp.aclose()
             if resp.status_code == 200 and not req.stream:
                 try:
                     obj = json.loads(data)
-                    if isinstance(obj, dict):
-                        obj["specllama"] = info
-                        return JSONResponse(obj, headers=headers)
                 except ValueError:
-                    pass
+                    obj = None
+                if isinstance(obj, dict):
+                    if "specllama" in obj:  # the upstream is a specllama server too
+                        info["upstream"] = obj["specllama"]
+                    obj["specllama"] = info
+                    return JSONResponse(obj, headers=headers)
             return Response(data, resp.status_code, headers=headers, media_type=ctype)
 
         async def relay():
-            async for chunk in resp.aiter_raw():
+            async for chunk in resp.aiter_bytes():  # decoded: the upstream may gzip
                 yield chunk
 
         return ClosingStream(relay(), on_close=resp.aclose, headers=headers)
@@ -312,7 +318,7 @@ def _async(fn: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
 
 def build_app(cfg: ServeConfig, rt: Runtime) -> Starlette:
     """The ASGI app; the worker it starts owns ``rt`` and closes it at shutdown."""
-    srv = Server(cfg, rt)
+    srv = Api(cfg, rt)
 
     def guard(handler):
         async def endpoint(request: Request) -> Response:
@@ -320,6 +326,8 @@ def build_app(cfg: ServeConfig, rt: Runtime) -> Starlette:
                 return await handler(request)
             except ApiError as exc:
                 return api_error(exc)
+            except ClientGone:
+                return Response(status_code=499)  # nobody is listening
             except SpecllamaError as exc:
                 return api_error(from_specllama(exc))
         return endpoint
@@ -341,6 +349,6 @@ def build_app(cfg: ServeConfig, rt: Runtime) -> Starlette:
     ]
     app = Starlette(routes=routes, lifespan=srv.lifespan,
                     exception_handlers={HTTPException: http_error, Exception: internal_error})
-    app.state.server = srv
+    app.state.api = srv
     return app
 

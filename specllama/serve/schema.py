@@ -125,6 +125,8 @@ def parse_json(data: bytes) -> dict:
         body = json.loads(text, parse_constant=no_constant)
     except (json.JSONDecodeError, ValueError) as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise bad_request("the request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     return body
@@ -144,6 +146,8 @@ def parse_completion(body: Mapping[str, Any], strict: bool = True) -> ApiRequest
     """Validate a text completion body (``prompt``: a string, or an array of one string)."""
     p = body.get("prompt")
     if isinstance(p, list):
+        if p and all(_is_int(x) for x in p):
+            raise bad_request("token-id prompts are not supported: send text", "prompt")
         if len(p) != 1:
             raise bad_request("batched prompts are not supported: send one prompt per request", "prompt")
         p = p[0]
@@ -293,14 +297,15 @@ def parse_method_opts(ext: Any) -> dict[str, Any]:
     return out
 
 
-def build_method(req: ApiRequest, defaults: Mapping[str, Any], has_draft: bool) -> Method:
+def build_method(req: ApiRequest, defaults: Mapping[str, Any], has_draft: bool, n_predict: int = 256) -> Method:
     """The request's method: the server's defaults overridden by the ``specllama`` object.
 
-    A request that gives ``budget`` or ``keep`` replaces both defaults.
+    A request that gives ``budget`` or ``keep`` replaces both defaults; ``n_predict`` is the
+    request's ``max_tokens`` (SpecKV's draft lookahead follows it).
     """
     from ..cli.options import method_from
 
-    o = dict(defaults)
+    o = {**defaults, "n_predict": n_predict}
     over = dict(req.method_opts)
     if "budget" in over or "keep" in over:
         o["budget"] = o["keep"] = None

@@ -27,6 +27,7 @@ from ..errors import ConfigError, SpecllamaError
 from ..methods.base import GenConfig, Method
 from ..pipeline import Result, TextFn, select_prompt
 from ..prompt import Prompt, compressed_messages
+from ..engine.model import check_gguf_path
 from ..runtime import Runtime, RuntimeConfig
 from .config import UpstreamConfig
 from .errors import ApiError
@@ -42,6 +43,7 @@ class DraftRuntime(Runtime):
     def __init__(self, cfg: RuntimeConfig):
         if not cfg.draft:
             raise ConfigError("--upstream needs a draft model: pass -md FILE.gguf")
+        check_gguf_path(cfg.draft, "draft")
         super().__init__(replace(cfg, target=cfg.draft, n_gpu_layers=cfg.n_gpu_layers_draft))
 
     @property
@@ -123,13 +125,20 @@ def iter_sse(lines: Iterable[str]) -> Iterator[dict]:
 
 def first_model(client, up: UpstreamConfig) -> str:
     """The upstream's first model id (``GET /models``)."""
+    import httpx
+
+    url = up.endpoint("/models")
     try:
-        resp = client.get(up.endpoint("/models"), headers=up.headers())
-        resp.raise_for_status()
+        resp = client.get(url, headers=up.headers())
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"cannot reach {up.url}: {exc}") from None
+    if resp.status_code != 200:
+        raise UpstreamError(f"{url} refused: {describe_failure(resp.status_code, resp.content)}; "
+                            "check the URL (it usually ends in /v1) and --upstream-api-key")
+    try:
         return str(resp.json()["data"][0]["id"])
-    except Exception as exc:
-        raise UpstreamError(f"cannot list the models of {up.url} ({type(exc).__name__}: {exc}); "
-                            "pass --upstream-model NAME") from None
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise UpstreamError(f"{url} lists no model; pass --upstream-model NAME") from None
 
 
 def generate_upstream(rt: Runtime, prompt: Prompt, method: Method, gen: GenConfig, up: UpstreamConfig,
@@ -220,16 +229,13 @@ class AsyncUpstream:
         await self.client.aclose()
 
 
-def rewrite_body(body: dict, comp: Compressed, kind: str, model: str | None) -> dict:
-    """The client's body for the upstream: compressed texts, no ``specllama`` object, and
-    ``model`` replaced when the server was given ``--upstream-model``."""
-    out = {k: v for k, v in body.items() if k != "specllama"}
-    if model is not None:
-        out["model"] = model
+def rewrite_body(body: dict, comp: Compressed, kind: str) -> dict:
+    """``body`` with its texts replaced by the compressed ones (unchanged when nothing was dropped)."""
     if comp.n_kept == comp.n_prompt:
-        return out
+        return body
+    out = dict(body)
     if kind == "completion":
         out["prompt"] = comp.messages[0][1]
     else:
-        out["messages"] = [{**m, "content": c} for m, (_, c) in zip(body["messages"], comp.messages)]
+        out["messages"] = [{**m, "content": c} for m, (_, c) in zip(body["messages"], comp.messages, strict=True)]
     return out

@@ -9,7 +9,7 @@ positions for every size), up to tokenization noise at the cut, which the final 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..data import DataError
 

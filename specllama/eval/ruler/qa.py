@@ -9,9 +9,9 @@ the ``i``-th question of a seeded permutation, so seeds give different question 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
 
 from .. import data
 from .base import GenEnv, Rendered

