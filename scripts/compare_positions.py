@@ -51,7 +51,7 @@ def main() -> None:
                         print(f"{task}#{s.index} budget {b} {pos}: {sc:.0f} ({time.time() - t0:.0f} s)",
                               file=sys.stderr, flush=True)
     n = len(next(iter(scores.values())))
-    print(f"| positions | " + " | ".join(f"budget {b}" for b in budgets) + " |")
+    print("| positions | " + " | ".join(f"budget {b}" for b in budgets) + " |")
     print("|---|" + "---|" * len(budgets))
     for pos in ("renumber", "original"):
         cells = [f"{sum(scores[(pos, b)]) / n:.1f}" for b in budgets]

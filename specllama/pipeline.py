@@ -16,7 +16,7 @@ import numpy as np
 from .engine.context import kv_bytes_for
 from .engine.kvstate import keep_cells
 from .engine.sampling import Sampler
-from .errors import ConfigError, PromptError
+from .errors import ConfigError, Interrupted, PromptError
 from .methods.base import GenConfig, Job, Method
 from .methods.draft import score_with_attention
 from .prompt import Prompt
@@ -147,20 +147,21 @@ def generate(rt: Runtime, prompt: Prompt, method: Method, gen: GenConfig = GenCo
         t_pre = time.perf_counter()
         if kv is not None and kv.needs_attention:
             ctx, tap = rt.target_attn_ctx(len(tokens) + len(lookahead))
-            scores = score_with_attention(
+            att = score_with_attention(
                 ctx, tap, rt.target, tokens, kv.attention, len(tokens), 0, job, positions=positions,
-                extra=lookahead, on_prompt_logits=lambda i: first.append(sampler.sample(ctx, i))).scores
+                extra=lookahead, on_prompt_logits=lambda i: first.append(sampler.sample(ctx, i)))
+            scores, blob = att.scores, att.blob
         else:
             ctx = rt.target_ctx(len(tokens) + (0 if kv is not None else n_pred))
             ctx.decode(tokens, positions)
             first.append(sampler.sample(ctx))
-            scores = None
+            scores = blob = None
         timings.prefill_ms = 1000.0 * (time.perf_counter() - t_pre)
         timings.prefill_tokens = len(tokens) + len(lookahead)
         if kv is not None:
             t_sel = time.perf_counter()
             cells = kv.select(job, budget, scores, prompt.protected[kept])
-            ctx = keep_cells(ctx, positions[cells], rt.decode_ctx(len(cells) + n_pred))
+            ctx = keep_cells(ctx, positions[cells], rt.decode_ctx(len(cells) + n_pred), blob)
             timings.select_ms += 1000.0 * (time.perf_counter() - t_sel)
             kept = kept[cells]
         timings.n_kept = len(kept)
@@ -170,7 +171,7 @@ def generate(rt: Runtime, prompt: Prompt, method: Method, gen: GenConfig = GenCo
 
         # -- decode ---------------------------------------------------------------------------
         room = ctx.n_ctx - len(kept)
-        out, stop = _decode(ctx, sampler, first[0], int(ctx.pos_max()) + 1, min(n_pred, room + 1),
+        out, stop = decode_loop(ctx, sampler, first[0], int(ctx.pos_max()) + 1, min(n_pred, room + 1),
                             rt.target, on_text, timings)
     finally:
         sampler.close()
@@ -179,10 +180,17 @@ def generate(rt: Runtime, prompt: Prompt, method: Method, gen: GenConfig = GenCo
                   method=name, notes=job.notes, stop=stop)
 
 
-def _decode(ctx, sampler: Sampler, tok: int, pos: int, n_pred: int, model, on_text: TextFn | None,
-            timings: Timings) -> tuple[list[int], str]:
-    """Emit ``tok``, feed it at ``pos``, sample the next, until end of generation or ``n_pred``.
+def decode_loop(ctx, sampler: Sampler, tok: int, pos: int, n_pred: int, model, on_text: TextFn | None,
+                timings: Timings, *, should_stop: Callable[[], bool] | None = None,
+                next_ctx: Callable[[], object | None] | None = None,
+                fed: Callable[[int, int], None] | None = None,
+                on_error: Callable[[], None] | None = None) -> tuple[list[int], str]:
+    """Emit ``tok``, feed it at ``pos``, sample the next, until a stop; returns ``(tokens, stop)``.
 
+    ``stop`` is ``eog``, ``length`` (``n_pred`` reached), ``interrupted`` (``should_stop()`` or an
+    aborted decode) or ``context`` (``next_ctx()`` returned None: no room left). ``next_ctx()``
+    gives the context to feed the next token into (a session may grow it); ``fed(tok, pos)`` runs
+    after each token is in; ``on_error()`` runs when a decode fails, before the error is handled.
     ``timings.decode_tokens`` counts forward passes (the first token comes from the prefill).
     """
     out: list[int] = []
@@ -202,7 +210,25 @@ def _decode(ctx, sampler: Sampler, tok: int, pos: int, n_pred: int, model, on_te
                     on_text(piece)
             if len(out) >= n_pred:
                 break
-            ctx.decode(np.array([tok], dtype=np.int32), np.array([pos], dtype=np.int32))
+            if should_stop is not None and should_stop():
+                stop = "interrupted"
+                break
+            if next_ctx is not None:
+                ctx = next_ctx()
+                if ctx is None:
+                    stop = "context"
+                    break
+            try:
+                ctx.decode(np.array([tok], dtype=np.int32), np.array([pos], dtype=np.int32))
+            except BaseException as exc:
+                if on_error is not None:
+                    on_error()
+                if isinstance(exc, Interrupted):
+                    stop = "interrupted"
+                    break
+                raise
+            if fed is not None:
+                fed(tok, pos)
             passes += 1
             pos += 1
             tok = sampler.sample(ctx)

@@ -75,6 +75,9 @@ class Runtime:
         # Optional memo of draft attention scores per prompt (eval turns it on to score one prompt at
         # several budgets with one draft pass; timing runs leave it off).
         self.score_cache: dict | None = None
+        # "qk" (default): read attention with flash attention on where possible; "kq": always read
+        # llama.cpp's kq_soft_max with flash attention off (the reference route, for comparison).
+        self.attn_route = "qk"
 
     # -- models -------------------------------------------------------------------------------
     @property
@@ -130,15 +133,22 @@ class Runtime:
             n_ctx = self.cfg.n_ctx
         return self._context("target", self.target, n_ctx, self.cfg.flash_attn)
 
+    def _attn_flash(self, model: Model) -> bool:
+        """Flash attention for a context whose attention is read: on where the queries-and-keys
+        route can recompute it (``methods.draft.qk_route``), off otherwise (``kq_soft_max``)."""
+        from .methods.draft import qk_route
+
+        return self.attn_route != "kq" and qk_route(model)
+
     def target_attn_ctx(self, n_ctx: int) -> tuple[Context, TensorTap]:
-        """A target context whose attention probabilities can be captured (flash attention off)."""
+        """A target context whose attention can be read (see :meth:`_attn_flash`)."""
         tap = self._taps.setdefault("target", TensorTap({ATTN_PROBS}, None, lambda *a: None))
-        return self._context("target_attn", self.target, n_ctx, False, tap), tap
+        return self._context("target_attn", self.target, n_ctx, self._attn_flash(self.target), tap), tap
 
     def draft_ctx(self, n_ctx: int) -> tuple[Context, TensorTap]:
-        """The draft's context with an attention tap (flash attention off on the draft only)."""
+        """The draft's context with an attention tap (see :meth:`_attn_flash`)."""
         tap = self._taps.setdefault("draft", TensorTap({ATTN_PROBS}, None, lambda *a: None))
-        return self._context("draft", self.draft, n_ctx, False, tap), tap
+        return self._context("draft", self.draft, n_ctx, self._attn_flash(self.draft), tap), tap
 
     def decode_ctx(self, n_ctx: int) -> Context:
         """A small target context that receives a packed KV cache (SpecKV and KV baselines)."""

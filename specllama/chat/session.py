@@ -11,15 +11,13 @@ holding exactly what its record says.
 
 from __future__ import annotations
 
-import codecs
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 
-from ..cli.options import gen_config, method_from
+from ..settings import gen_config, method_from
 from ..engine import lib
 from ..engine.capture import ATTN_PROBS, TensorTap
 from ..engine.context import Context, ContextConfig, kv_bytes_for
@@ -28,7 +26,7 @@ from ..engine.template import apply_template
 from ..errors import ConfigError, Interrupted, ModelError, PromptError
 from ..methods.base import GenConfig, Method
 from ..methods.specpc import SpecPCStage
-from ..pipeline import UNBOUNDED_PREDICT
+from ..pipeline import UNBOUNDED_PREDICT, decode_loop
 from ..prompt import resolve_template
 from ..runtime import Runtime, round_ctx
 from ..timings import Timings
@@ -329,57 +327,25 @@ class ChatSession:
         model = self.rt.target
         track = self.target
         ctx = track.ctx
-        out: list[int] = []
-        dec = codecs.getincrementaldecoder("utf-8")("replace")
         pos = int(seq.positions[-1]) + 1
-        passes = 0
-        stop = "length"
         sampler = Sampler(self.gen.sampling)
-        t0 = time.perf_counter()
+
+        def next_ctx():
+            if track.n >= track.n_ctx:
+                if track.n_ctx >= track.cap:
+                    return None
+                return track.reserve(track.n + 1)
+            return track.ctx
+
         try:
             tok = sampler.sample(ctx)
             timings.ttft_ms = 1000.0 * (time.perf_counter() - t_start)
-            t0 = time.perf_counter()
-            while True:
-                if model.is_eog(tok):
-                    stop = "eog"
-                    break
-                out.append(tok)
-                if on_text is not None:
-                    piece = dec.decode(model.token_bytes(tok))
-                    if piece:
-                        on_text(piece)
-                if len(out) >= self.n_predict:
-                    break
-                if self._stop.is_set():
-                    stop = "interrupted"
-                    break
-                if track.n >= track.n_ctx:
-                    if track.n_ctx >= track.cap:
-                        stop = "context"
-                        break
-                    ctx = track.reserve(track.n + 1)
-                try:
-                    ctx.decode(np.array([tok], dtype=np.int32), np.array([pos], dtype=np.int32))
-                except Interrupted:
-                    track.rewind(track.n)
-                    stop = "interrupted"
-                    break
-                except BaseException:
-                    track.rewind(track.n)
-                    raise
-                track.held([tok], [pos])
-                passes += 1
-                pos += 1
-                tok = sampler.sample(ctx)
+            out, stop = decode_loop(ctx, sampler, tok, pos, self.n_predict, model, on_text, timings,
+                                    should_stop=self._stop.is_set, next_ctx=next_ctx,
+                                    fed=lambda t, p: track.held([t], [p]),
+                                    on_error=lambda: track.rewind(track.n))
         finally:
             sampler.close()
-            if on_text is not None:
-                tail = dec.decode(b"", final=True)
-                if tail:
-                    on_text(tail)
-            timings.decode_ms = 1000.0 * (time.perf_counter() - t0)
-            timings.decode_tokens = passes
         return out, stop
 
     # -- facts for /show ----------------------------------------------------------------------

@@ -16,7 +16,8 @@ from .. import registry
 from ..engine import lib
 from ..errors import ConfigError, ModelError, SpecllamaError
 from ..methods import METHODS
-from .options import method_from, method_options, model_options, runtime_config
+from .options import method_options, model_options
+from ..settings import method_from, runtime_config
 
 DEFAULT_METHODS = ("specpc", "speckv")  # compared against dense when registered
 

@@ -11,14 +11,8 @@ from ..engine import lib
 from ..errors import ConfigError, Interrupted, PromptError
 from ..runtime import Runtime
 from .inputs import read_prompt
-from .options import (
-    gen_options,
-    method_options,
-    model_options,
-    prompt_options,
-    runtime_config,
-    wants_draft,
-)
+from ..settings import runtime_config, wants_draft
+from .options import gen_options, method_options, model_options, prompt_options
 from .run import note
 
 

@@ -12,7 +12,8 @@ from ..engine import lib
 from ..pipeline import select_prompt
 from ..prompt import compressed_messages
 from ..runtime import Runtime
-from .options import method_from, method_options, model_options, prompt_options, runtime_config
+from .options import method_options, model_options, prompt_options
+from ..settings import method_from, runtime_config
 from .run import load_request, note
 
 

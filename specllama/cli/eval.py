@@ -14,7 +14,8 @@ from ..engine import lib
 from ..errors import ConfigError
 from ..methods import method_names
 from ..runtime import Runtime
-from .options import model_options, runtime_config
+from .options import model_options
+from ..settings import runtime_config
 
 
 def note(msg: str) -> None:

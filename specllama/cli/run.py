@@ -12,8 +12,8 @@ from ..prompt import build_prompt, document_request
 from ..runtime import Runtime
 from .inputs import read_prompt
 from .serve import upstream_from, upstream_options, upstream_runtime
-from .options import (gen_config, gen_options, method_from, method_options, model_options,
-                      prompt_options, runtime_config, wants_draft)
+from ..settings import gen_config, method_from, runtime_config, wants_draft
+from .options import gen_options, method_options, model_options, prompt_options
 
 
 def note(msg: str) -> None:

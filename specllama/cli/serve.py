@@ -18,8 +18,8 @@ from ..engine import lib
 from ..errors import ConfigError, ModelError, SpecllamaError
 from ..runtime import Runtime
 from ..serve.config import LOOPBACK, MiB, ServeConfig, UpstreamConfig
-from .options import (_stack, gen_config, gen_options, method_from, method_options, model_options,
-                      runtime_config, wants_draft)
+from ..settings import gen_config, method_from, runtime_config, wants_draft
+from .options import _stack, gen_options, method_options, model_options
 
 
 def note(msg: str) -> None:
@@ -108,7 +108,7 @@ def serve(host: str, port: int, api_key: str | None, alias: str | None, chat_tem
     try:
         from ..serve.app import build_app
         from ..serve.schema import method_fields
-        from ..serve.server import Server, listen
+        from ..serve.server import Server, listen, log_config
         from ..serve.upstream import check_prompt_only
     except ModuleNotFoundError as exc:
         raise SpecllamaError(f"specllama serve needs {exc.name}: pip install starlette uvicorn httpx") from None
@@ -133,7 +133,7 @@ def serve(host: str, port: int, api_key: str | None, alias: str | None, chat_tem
     except BaseException:
         rt.close()
         raise
-    server = Server(build_app(cfg, rt), sock, access_log=not quiet)
+    server = Server(build_app(cfg, rt), sock, access_log=not quiet, log_config=log_config(quiet))
     if up:
         where = f"upstream {up.url}, draft {name}"
     else:

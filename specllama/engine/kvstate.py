@@ -184,6 +184,33 @@ def filter_blob(blob: bytes, keep_positions: np.ndarray, v_trans: int | None = N
     return b"".join(out), int(first_kept or 0)
 
 
+_KEY_DTYPES = {0: np.float32, 1: np.float16}
+
+
+def read_keys(blob: bytes, n_head_kv: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Positions ``[m]`` and, per layer, keys ``[m, n_head_kv, head_dim]`` (f16 or f32 views) of the
+    first KV cache section of a state blob, in cell order."""
+    r = _Reader(blob)
+    magic, _ = r.take("<Ii")
+    if magic != STATE_MAGIC:
+        raise BlobError(f"not a llama.cpp sequence state (magic {magic:#x})")
+    if r.take("<I") != 1:
+        raise BlobError("unsupported KV state with several streams")
+    section = _parse_stream(r)
+    if section is None:
+        return np.zeros(0, dtype=np.int32), []
+    m = len(section.positions)
+    keys = []
+    for header, row, off in section.k_layers:
+        typ = struct.unpack_from("<i", header)[0]
+        dt = _KEY_DTYPES.get(typ)
+        if dt is None:
+            raise BlobError(f"keys of ggml type {typ} cannot be read back (use an f16 or f32 K cache)")
+        width = row // np.dtype(dt).itemsize
+        keys.append(np.frombuffer(blob, dtype=dt, count=m * width, offset=off).reshape(m, n_head_kv, -1))
+    return section.positions, keys
+
+
 def blob_positions(blob: bytes) -> np.ndarray:
     """Positions of the cells in the first KV cache section of a state blob, in cell order."""
     r = _Reader(blob)
@@ -195,14 +222,15 @@ def blob_positions(blob: bytes) -> np.ndarray:
     return np.zeros(0, dtype=np.int32) if section is None else section.positions
 
 
-def keep_cells(src, keep_positions: np.ndarray, dst):
+def keep_cells(src, keep_positions: np.ndarray, dst, blob: bytes | None = None):
     """Copy the cells of ``src`` (an engine ``Context``) at ``keep_positions`` into ``dst``.
 
     ``dst`` must be a fresh context of the same model with room for the kept cells; it is returned,
     holding them packed from cell 0 at their original positions. V is rewritten into ``dst``'s
-    layout when the two contexts differ in flash attention.
+    layout when the two contexts differ in flash attention. ``blob`` is ``src``'s state if the
+    caller already fetched it.
     """
-    blob, n = filter_blob(src.state_get(), keep_positions, dst.v_trans)
+    blob, n = filter_blob(src.state_get() if blob is None else blob, keep_positions, dst.v_trans)
     if n != len(np.unique(keep_positions)):
         raise BlobError(f"asked to keep {len(np.unique(keep_positions))} cells, found {n}")
     if n > dst.n_ctx:

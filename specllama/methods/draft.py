@@ -1,8 +1,9 @@
-"""Running the draft over a prompt and scoring every prompt token from its attention.
+"""Running a model over a prompt and scoring every prompt token from its attention.
 
-The draft prefills the prompt with its last ``window`` tokens as a separate graph, so only that
-graph's attention is read; then it generates ``lookahead`` tokens greedily, reading the attention of
-each one it feeds back. Blocks are reduced as they arrive (``select.ScoreAccumulator``).
+The model (the draft for SpecPC, the target for SpecKV) prefills the prompt with its last
+``window`` tokens as a separate graph, so only that graph's attention is read; then it reads the
+queries of lookahead tokens (generated greedily, or given). Blocks are reduced into
+``select.ScoreAccumulator`` as they arrive, so memory stays O(layers x keys).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..engine.capture import ATTN_PROBS
+from ..engine.kvstate import read_keys
 from ..errors import ConfigError
-from ..select.scores import Reduction, ScoreAccumulator, linear_query_weights
+from ..select.scores import Reduction, ScoreAccumulator, attention_probs, linear_query_weights
 from .base import Job
 
 
@@ -61,12 +64,80 @@ class AttentionScores:
         lookahead: ``[L]`` generated (or fed) lookahead tokens.
         blocks: attention blocks folded in (layers x steps).
         skipped: blocks ignored because they did not cover every key (wrapped sliding-window layers).
+        blob: the context's state blob when the flash-attention route fetched it, else None.
     """
 
     scores: np.ndarray
     lookahead: np.ndarray
     blocks: int
     skipped: int
+    blob: bytes | None = None
+
+
+QK_ARCHS = ("llama", "qwen2")  # plain scaled dot-product attention over RoPE'd Q and K
+
+
+def qk_route(model) -> bool:
+    """True when attention can be recomputed from captured queries and cached keys, so the
+    model's context may keep flash attention on (no sliding window, no soft-capping)."""
+    return model.info.arch in QK_ARCHS and model.info.n_swa == 0
+
+
+class _ProbsReader:
+    """Flash attention off: fold llama.cpp's own ``kq_soft_max`` blocks in as they are computed."""
+
+    names = {ATTN_PROBS}
+
+    def __init__(self, acc: ScoreAccumulator):
+        self.acc = acc
+        self.w: np.ndarray | None = None
+
+    def begin(self, q_pos: np.ndarray, w: np.ndarray | None) -> None:
+        self.w = w
+
+    def sink(self, _base: str, _layer: int, block: np.ndarray) -> None:
+        self.acc.add(block, self.w)
+
+    def end(self) -> None:
+        pass
+
+    def finish(self, ctx) -> bytes | None:
+        return None
+
+
+class _QKReader:
+    """Flash attention on: keep each read call's post-RoPE queries (``Qcur``, the last one named
+    per layer), then recompute their attention in numpy against the keys in the KV cache."""
+
+    names = {"Qcur"}
+
+    def __init__(self, acc: ScoreAccumulator, n_head: int, n_head_kv: int, layers: set[int]):
+        self.acc = acc
+        self.n_head, self.n_head_kv, self.layers = n_head, n_head_kv, layers
+        self.records: list[tuple[np.ndarray, np.ndarray | None, dict[int, np.ndarray]]] = []
+        self.cur: dict[int, np.ndarray] = {}
+
+    def begin(self, q_pos: np.ndarray, w: np.ndarray | None) -> None:
+        self.cur = {}
+        self.q_pos, self.w = q_pos, w
+
+    def sink(self, _base: str, layer: int, block: np.ndarray) -> None:
+        if block.ndim == 3 and block.shape[:2] == (len(self.q_pos), self.n_head):  # [rows, n_head, d]
+            self.cur[layer] = block.copy()
+
+    def end(self) -> None:
+        self.records.append((self.q_pos, self.w, self.cur))
+
+    def finish(self, ctx) -> bytes:
+        blob = ctx.state_get()
+        k_pos, keys = read_keys(blob, self.n_head_kv)
+        for q_pos, w, qs in self.records:
+            for layer in sorted(self.layers):
+                if layer not in qs:
+                    raise ConfigError(f"layer {layer}: no query was captured (unsupported graph)")
+                probs = attention_probs(qs[layer], keys[layer], q_pos, k_pos)
+                self.acc.add(probs, w)
+        return blob
 
 
 def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConfig, n_keys: int,
@@ -76,8 +147,13 @@ def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConf
                          progress: Callable[[int, int], None] | None = None) -> AttentionScores:
     """Prefill ``tokens`` into ``ctx`` reading the window's attention, plus lookahead queries.
 
+    Two routes give the same probabilities: with flash attention off, llama.cpp's
+    ``kq_soft_max-<il>`` is read directly; with it on (faster on CPU, see the README), the window's
+    post-RoPE queries are captured and ``softmax(q k^T / sqrt(d))`` is recomputed in numpy
+    against the keys read back from the KV cache (:func:`qk_route` models only).
+
     Args:
-        ctx, tap: a context created with ``tap.callback`` as ``cb_eval`` and flash attention off.
+        ctx, tap: a context created with ``tap.callback`` as ``cb_eval``.
         model: the context's model (for shapes and end-of-generation tokens).
         tokens: ``[n]`` prompt tokens; the last ``cfg.window`` are the scoring window.
         n_keys: cells to score (the first ``n_keys`` cells; ``n`` for a fresh context).
@@ -91,23 +167,31 @@ def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConf
         progress: ``f(done, total)`` after each prefill chunk (see ``Context.decode``).
 
     Returns:
-        per-key scores reduced over heads, queries, layers and steps, and the lookahead tokens.
+        per-key scores reduced over heads, queries, layers and steps, the lookahead tokens, and
+        (flash-attention route) the context's state blob, reusable by ``kvstate.keep_cells``.
     """
     info = model.info
     n = len(tokens)
     window = min(cfg.window, n)
     n_extra = 0 if extra is None else len(extra)
+    layers = cfg.layers(info.n_layer)
     acc = ScoreAccumulator(n_keys, info.n_head, info.n_head_kv, cfg.reduction)
-    weights = {"w": None}
+    if ctx.cfg.flash_attn:
+        if not qk_route(model):
+            raise ConfigError(f"{model.name}: attention can only be read with flash attention off")
+        reader = _QKReader(acc, info.n_head, info.n_head_kv, layers)
+    else:
+        reader = _ProbsReader(acc)
     spent = [0.0]
 
-    def sink(_base: str, _layer: int, block: np.ndarray) -> None:
+    def sink(base: str, layer: int, block: np.ndarray) -> None:
         t0 = time.perf_counter()
-        acc.add(block, weights["w"])
+        reader.sink(base, layer, block)
         spent[0] += time.perf_counter() - t0
 
     tap.sink = sink
-    tap.layers = cfg.layers(info.n_layer)
+    tap.names = {nm.encode() for nm in reader.names}
+    tap.layers = layers
     w0 = n - window
     wq = np.ones(window + n_extra, dtype=np.float32)
     if cfg.weighted_query:
@@ -122,10 +206,12 @@ def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConf
         if i1 <= w0:
             tap.disarm()
             return
+        reader.begin(pos[i0:i1], wq[i0 - w0:i1 - w0])
         tap.arm()
-        weights["w"] = wq[i0 - w0:i1 - w0]
 
     def after_chunk(i0: int, i1: int) -> None:
+        if i1 > w0:
+            reader.end()
         if on_prompt_logits is not None and i0 <= n - 1 < i1:
             on_prompt_logits(n - 1 - i0)
 
@@ -134,24 +220,28 @@ def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConf
         ctx.decode(feed, pos, split_at=[w0], logits_at=n - 1, before_chunk=before_chunk,
                    after_chunk=after_chunk, progress=progress)
         tap.check()
-        weights["w"] = None
         next_pos = int(pos[-1]) + 1
         for step in range(0 if n_extra else lookahead):
             tok = int(np.argmax(ctx.logits()))
             out.append(tok)
             if step == lookahead - 1 or model.is_eog(tok):
                 break  # a generated token's own query is only read once it is fed back
+            reader.begin(np.array([next_pos], dtype=np.int32), None)
             tap.arm()
             ctx.decode(np.array([tok], dtype=np.int32), np.array([next_pos], dtype=np.int32))
             tap.check()
+            reader.end()
             next_pos += 1
     finally:
         tap.disarm()
+    t0 = time.perf_counter()
+    blob = reader.finish(ctx)
+    spent[0] += time.perf_counter() - t0
     job.timings.capture_ms += 1000.0 * spent[0]
     if acc.blocks == 0:
         raise ConfigError(f"{model.name}: no attention layer could score the prompt "
                           "(every layer read was a sliding-window layer)")
-    return AttentionScores(acc.scores(), np.asarray(out, dtype=np.int32), acc.blocks, acc.skipped)
+    return AttentionScores(acc.scores(), np.asarray(out, dtype=np.int32), acc.blocks, acc.skipped, blob)
 
 
 def greedy_continuation(ctx, model, tokens: np.ndarray, n: int) -> np.ndarray:

@@ -108,3 +108,35 @@ def pool1d(x: np.ndarray, kernel: int, kind: str = "max") -> np.ndarray:
     if kind in ("avg", "mean"):
         return win.mean(axis=-1)
     raise ValueError(f"unknown pool kind {kind!r}")
+
+
+def attention_probs(q: np.ndarray, k: np.ndarray, q_pos: np.ndarray, k_pos: np.ndarray) -> np.ndarray:
+    """Causal attention probabilities ``softmax(q k^T / sqrt(d))`` recomputed in numpy.
+
+    Args:
+        q: ``[r, n_head, d]`` queries (after RoPE).
+        k: ``[m, n_head_kv, d]`` keys (after RoPE); query head ``h`` reads KV head ``h // group``.
+        q_pos: ``[r]`` query positions; k_pos: ``[m]`` key positions. Query ``i`` sees the keys at
+            positions ``<= q_pos[i]``.
+
+    Returns:
+        ``[n_head, r, m]`` float32, the layout of llama.cpp's ``kq_soft_max``.
+    """
+    r, n_head, d = q.shape
+    m, n_kv, _ = k.shape
+    group = n_head // n_kv
+    out = np.empty((n_head, r, m), dtype=np.float32)
+    masked = np.asarray(k_pos)[None, :] > np.asarray(q_pos)[:, None]  # [r, m]
+    scale = np.float32(1.0 / np.sqrt(d))
+    q = np.asarray(q, dtype=np.float32)
+    for g in range(n_kv):
+        kg = np.asarray(k[:, g, :], dtype=np.float32)
+        qg = np.ascontiguousarray(q[:, g * group:(g + 1) * group, :].transpose(1, 0, 2)).reshape(group * r, d)
+        s = (qg @ kg.T).reshape(group, r, m)
+        s *= scale
+        s[:, masked] = -np.inf
+        s -= s.max(axis=-1, keepdims=True)
+        np.exp(s, out=s)
+        s /= s.sum(axis=-1, keepdims=True)
+        out[g * group:(g + 1) * group] = s
+    return out

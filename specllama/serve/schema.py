@@ -303,7 +303,7 @@ def build_method(req: ApiRequest, defaults: Mapping[str, Any], has_draft: bool, 
     A request that gives ``budget`` or ``keep`` replaces both defaults; ``n_predict`` is the
     request's ``max_tokens`` (SpecKV's draft lookahead follows it).
     """
-    from ..cli.options import method_from
+    from ..settings import method_from
 
     o = {**defaults, "n_predict": n_predict}
     over = dict(req.method_opts)

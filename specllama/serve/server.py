@@ -23,6 +23,16 @@ LOG_CONFIG = {
 }
 
 
+def log_config(quiet: bool) -> dict:
+    """:data:`LOG_CONFIG`, with uvicorn's own start/stop lines hidden when ``quiet``."""
+    if not quiet:
+        return LOG_CONFIG
+    cfg = {**LOG_CONFIG, "loggers": {**LOG_CONFIG["loggers"]}}
+    cfg["loggers"]["uvicorn"] = {**cfg["loggers"]["uvicorn"], "level": "WARNING"}
+    cfg["loggers"]["uvicorn.error"] = {"level": "WARNING"}
+    return cfg
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (port 0: any free port)."""
     try:

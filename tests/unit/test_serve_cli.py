@@ -80,7 +80,8 @@ class Started:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         self.err: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
         self.url = None
         while self.url is None:
             line = self.lines.get(timeout=60)
@@ -95,7 +96,9 @@ class Started:
 
     def stop(self, sig=signal.SIGINT) -> tuple[int, str]:
         self.proc.send_signal(sig)
-        out, _ = self.proc.communicate(timeout=60)
+        out = self.proc.stdout.read()  # stderr belongs to the reader thread: never read it here
+        self.proc.wait(timeout=60)
+        self.reader.join(timeout=10)
         return self.proc.returncode, out
 
 
