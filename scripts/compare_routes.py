@@ -60,7 +60,7 @@ def main() -> None:
                 jac.append(len(kept["qk"] & kept["kq"]) / max(1, len(kept["qk"] | kept["kq"])))
             for route in ROUTES:
                 rows.append((method, route, timed, statistics.median(ms[route]) / 1000,
-                             100 * statistics.mean(sc[route]), statistics.mean(jac)))
+                             statistics.mean(sc[route]), statistics.mean(jac)))
     print(f"{a.task}, {a.length} tokens, budget {a.budget}, {a.limit} samples, -t {a.threads}\n")
     print("| method | route | timed pass | seconds (median) | score % | kept-set Jaccard qk vs kq |")
     print("|---|---|---|---:|---:|---:|")

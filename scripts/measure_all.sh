@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
 # Re-measure every number in the README on this machine, one command after another (each timing run
 # needs the machine to itself). Results go to docs/results/; about 75 minutes on 2 cores.
-#   bash scripts/measure_all.sh [step ...]    steps: bench speckv shaped routes chat eval
+#   bash scripts/measure_all.sh [step ...]    steps: bench speckv routes chat eval serve upstream needle shaped
+# serve/upstream need the `serve` extra; upstream needs a llama-server binary (LLAMA_SERVER=path).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 R=docs/results
 mkdir -p "$R"
 SL="python3 -m specllama"
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(bench speckv routes chat eval shaped)
+[ ${#steps[@]} -eq 0 ] && steps=(bench speckv routes chat eval serve upstream needle shaped)
 for s in "${steps[@]}"; do
   echo "== $s $(date -u +%FT%TZ)" >&2
   case $s in
     bench)  $SL bench -t 2 --keep 0.2 --methods specpc --lengths 2K,4K,8K -r 2 -n 32 \
               --save $R/bench-default.json --plot $R/bench-default.png > $R/bench-default.md ;;
-    speckv) $SL bench -t 2 --budget 512 --methods speckv,speckvpc --lengths 8K -r 1 -n 64 \
+    speckv) $SL bench -t 2 --budget 512 --methods speckv,speckvpc --lengths 8K -r 1 -n 64 --no-probe \
               --save $R/bench-speckv.json > $R/bench-speckv.md ;;
-    shaped) $SL bench --shaped-target -t 2 --keep 0.2 --methods specpc --lengths 8K -r 1 -n 8 \
+    shaped) $SL bench --shaped-target -t 2 --keep 0.2 --methods specpc --lengths 8K -r 1 -n 8 --no-probe \
               --save $R/bench-7b-shaped.json > $R/bench-7b-shaped.md ;;
     routes) python3 scripts/compare_routes.py --length 4096 --limit 2 -t 2 > $R/routes.md ;;
     chat)   python3 scripts/chat_reuse.py -t 2 > $R/chat-reuse.md ;;
     eval)   $SL eval --preset quick -t 2 --out $R/eval-quick > $R/eval-quick.md
             /usr/bin/time -f "second run (cache reuse): %e s" $SL eval --preset quick -t 2 \
               --out $R/eval-quick > $R/eval-quick-rerun.md 2> $R/eval-quick-rerun.log ;;
+    serve)  bash scripts/serve_loadtest.sh > $R/serve-loadtest.md ;;
+    upstream) bash scripts/upstream_vs_llama_server.sh > $R/upstream.md ;;
+    needle) bash scripts/needle_methods.sh > $R/needle-methods.md ;;
     *) echo "unknown step $s" >&2; exit 2 ;;
   esac
   rc=$?

@@ -167,7 +167,7 @@ def generate(rt: Runtime, prompt: Prompt, method: Method, gen: GenConfig = GenCo
         timings.n_kept = len(kept)
         timings.kv_bytes = ctx.kv_bytes()
         timings.kv_bytes_dense = kv_bytes_for(rt.target, round_ctx(prompt.n + n_pred))
-        timings.ttft_ms = 1000.0 * (time.perf_counter() - t_start)
+        timings.ttft_ms = 1000.0 * (time.perf_counter() - t_start) + timings.reused_ms
 
         # -- decode ---------------------------------------------------------------------------
         room = ctx.n_ctx - len(kept)

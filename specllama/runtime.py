@@ -112,8 +112,9 @@ class Runtime:
                  tap: TensorTap | None = None) -> Context:
         n_ctx = round_ctx(n_ctx)
         ctx = self._ctx.get(key)
-        # reuse only a context of the same size, so KV memory always matches the request
-        if ctx is not None and ctx.n_ctx == n_ctx:
+        # reuse only a context of the same size (so KV memory always matches the request) and the
+        # same flash-attention setting (it decides how attention can be read)
+        if ctx is not None and ctx.n_ctx == n_ctx and ctx.cfg.flash_attn == flash_attn:
             ctx.clear()
             return ctx
         if ctx is not None:

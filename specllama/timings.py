@@ -10,6 +10,9 @@ class Timings:
     """Milliseconds and counts for one request.
 
     ``ttft_ms`` runs from the start of the request (draft included) to the first generated token.
+    ``reused_ms`` is work taken from a cache instead of redone (eval's one draft pass per sample
+    serving several budgets): it is counted into ``draft_ms`` and ``ttft_ms`` as if it had run, so
+    every request reads like a fresh one.
     ``kv_bytes`` is the target's KV cache during decode; ``kv_bytes_dense`` what dense decoding of
     the same request allocates.
     """
@@ -27,6 +30,7 @@ class Timings:
     decode_tokens: int = 0
     kv_bytes: int = 0
     kv_bytes_dense: int = 0
+    reused_ms: float = 0.0
 
     @property
     def decode_tps(self) -> float:

@@ -193,7 +193,8 @@ def measure_probe(rt: Runtime, attention: AttentionConfig, length: int, cfg: Mea
             for v in probe.variants:
                 w = watched(lambda: probe.run(v), cfg, f"draft prefill {v} at {bp.n} tokens", log)
                 r = w.value
-                res.runs.append({"variant": v, "ms": r.ms, "sink_ms": r.sink_ms, "other_cpu": w.before.other_share,
+                res.runs.append({"variant": v, "ms": r.ms, "sink_ms": r.sink_ms, "flash_attn": r.flash_attn,
+                                 "other_cpu": w.before.other_share,
                                  "other_cpu_during": w.during.other_share, "idle": w.idle, "attempts": w.attempts})
                 log(f"{bp.n} tokens, draft prefill {v}, repeat {i + 1}/{cfg.repeats}: {r.ms / 1000:.2f} s; "
                     f"{w.describe()}")

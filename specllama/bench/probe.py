@@ -13,8 +13,10 @@ context created beforehand so that allocation is not timed:
 * ``qk_fa_on``: the prototype in ``qkscore.py``: flash attention on, Q and K captured, the window's
   attention computed in numpy (only for llama/qwen2 drafts with ``-ub`` equal to ``-b``).
 
-Capture overhead = captured / plain_fa_off - 1. The SpecPC ideal bound uses the faster plain
-variant: a draft prefill with no capture at all.
+Capture overhead = captured / plain - 1, against the plain variant with the same flash-attention
+setting as the capture context (``plain_fa_on`` on the default Q·K route, ``plain_fa_off`` on the
+``kq_soft_max`` route). The SpecPC ideal bound uses the faster plain variant: a draft prefill with no
+capture at all.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class ProbeRun:
     variant: str
     ms: float
     sink_ms: float = 0.0
+    flash_attn: bool | None = None  # ``captured``: whether its context ran with flash attention
 
 
 class DraftProbe:
@@ -113,7 +116,8 @@ class DraftProbe:
                       timings=Timings(n_prompt=self.prompt.n))
             t0 = time.perf_counter()
             score_with_attention(ctx, tap, self.rt.draft, tokens, self.attention, self.prompt.n, 1, job)
-            return ProbeRun(variant, 1000.0 * (time.perf_counter() - t0), job.timings.capture_ms)
+            return ProbeRun(variant, 1000.0 * (time.perf_counter() - t0), job.timings.capture_ms,
+                            bool(ctx.cfg.flash_attn))
         if variant == "qk_fa_on":
             if self._qk is None:
                 self._qk = QKScorer(self.rt.draft, self._cfg(True), self.attention)

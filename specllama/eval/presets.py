@@ -2,9 +2,9 @@
 
 ``quick`` is sized for the 2-core development machine with the default pair (Qwen2.5-Coder 1.5B
 target, 0.5B draft). Measured there at 2,944 prompt tokens: dense 48 s a sample (40 s of prefill),
-SpecPC 21 s of draft plus 8 s (budget 512) to 14 s (budget 1024) of target prefill; scaled to 4K
-that is about 145 s a sample for dense + SpecPC at two budgets, so 9 samples take about 22 minutes
-on a quiet machine. Its tasks are the ones where dropping the wrong tokens shows: a needle among
+SpecPC 21 s of draft plus 8 s (budget 512) to 14 s (budget 1024) of target prefill. At 4K one
+draft pass per sample serves both budgets (``Runtime.score_cache``); the whole preset took 13.5
+minutes on a quiet machine (2026-11-24). Its tasks are the ones where dropping the wrong tokens shows: a needle among
 distractor needles, four values spread through the text, and SQuAD answers in real paragraphs.
 Each further method adds its own cost per sample and budget: run it with ``--methods``.
 
@@ -38,7 +38,7 @@ PRESETS: dict[str, Preset] = {
         name="quick",
         tasks=("niah_multikey_1", "niah_multivalue", "qa_1"),
         length=4096, methods=("dense", "specpc"), budgets=(512, 1024), limit=3,
-        about="3 RULER tasks x 3 samples at 4K, dense + specpc at 512 and 1024 (about 22 min on 2 cores)",
+        about="3 RULER tasks x 3 samples at 4K, dense + specpc at 512 and 1024 (about 14 min on 2 cores)",
     ),
     "full": Preset(
         name="full",

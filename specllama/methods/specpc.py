@@ -76,16 +76,22 @@ class SpecPCStage:
                               "(run `make install`)")
         rt.check_same_tokenizer()
         key = (hashlib.sha1(prompt.tokens.tobytes()).hexdigest(), self.cfg.attention, self.cfg.lookahead)
-        att = rt.score_cache.get(key) if rt.score_cache is not None else None
-        if att is None:
+        hit = rt.score_cache.get(key) if rt.score_cache is not None else None
+        if hit is None:
             t0 = time.perf_counter()
             ctx, tap = rt.draft_ctx(prompt.n + self.cfg.lookahead)
             att = score_with_attention(ctx, tap, rt.draft, prompt.tokens, self.cfg.attention, prompt.n,
                                        self.cfg.lookahead, job)
-            job.timings.draft_ms += 1000.0 * (time.perf_counter() - t0)
+            draft_ms = 1000.0 * (time.perf_counter() - t0)
+            job.timings.draft_ms += draft_ms
             job.timings.draft_tokens += prompt.n + max(0, len(att.lookahead) - 1)
             if rt.score_cache is not None:
-                rt.score_cache[key] = att
+                rt.score_cache[key] = (att, draft_ms)
+        else:  # the draft pass ran for another budget: count its cost as if it ran again
+            att, draft_ms = hit
+            job.timings.draft_ms += draft_ms
+            job.timings.reused_ms += draft_ms
+            job.timings.draft_tokens += prompt.n + max(0, len(att.lookahead) - 1)
         job.lookahead = att.lookahead
         t1 = time.perf_counter()
         keep = self.choose(att.scores, budget, prompt.protected)

@@ -426,3 +426,15 @@ def test_qk_prototype_scores_match_the_kq_soft_max_path(tmp_path, arch):
     k[0, 0, :], k[1, 1, :] = 5.0, 5.0  # KV head 0 points at key 0, KV head 1 at key 1
     p = window_probs(np.ones((1, 4, 8), np.float32), k, 4, group=2)
     assert list(p[:, 0].argmax(axis=-1)) == [0, 0, 1, 1]
+
+
+def test_capture_overhead_compares_like_with_like_flash_attention():
+    rep = report()
+    p = rep.probe(8192)
+    assert p.capture_baseline == "plain_fa_off"  # runs without the flag: the kq_soft_max route
+    for r in p.runs:
+        if r["variant"] == "captured":
+            r["flash_attn"] = True
+    assert p.capture_baseline == "plain_fa_on"
+    assert p.capture_overhead == pytest.approx(p.median("captured") / p.median("plain_fa_on") - 1)
+    assert "vs FA on" in markdown(rep)

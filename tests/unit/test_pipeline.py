@@ -114,3 +114,27 @@ def test_select_prompt_runs_only_the_prompt_stage(tiny_runtime):
     p = _prompt(tiny_runtime)
     kept, job = select_prompt(tiny_runtime, p, make_method("specpc", budget=Budget(tokens=150)))
     assert len(kept) == 150 and job.timings.prefill_ms == 0 and job.timings.draft_ms > 0
+
+
+def test_attention_route_switch_gets_a_context_with_the_right_flash_setting(tiny_runtime):
+    rt = tiny_runtime
+    rt.attn_route = "qk"
+    ctx_qk, _ = rt.draft_ctx(300)
+    assert ctx_qk.cfg.flash_attn is True  # llama without sliding window: Q·K route
+    rt.attn_route = "kq"
+    ctx_kq, _ = rt.draft_ctx(300)
+    assert ctx_kq.cfg.flash_attn is False  # same size, but not reused: kq_soft_max needs FA off
+    again, _ = rt.draft_ctx(300)
+    assert again is ctx_kq  # same size and setting: reused
+
+
+def test_score_cache_serves_budgets_with_one_draft_pass_and_counts_its_cost(tiny_runtime):
+    rt = tiny_runtime
+    rt.score_cache = {}
+    p = _prompt(rt)
+    a = generate(rt, p, make_method("specpc", budget=Budget(tokens=150)), GenConfig(n_predict=2))
+    b = generate(rt, p, make_method("specpc", budget=Budget(tokens=200)), GenConfig(n_predict=2))
+    assert len(rt.score_cache) == 1
+    assert a.timings.reused_ms == 0 and b.timings.reused_ms == pytest.approx(a.timings.draft_ms)
+    assert b.timings.draft_ms == pytest.approx(a.timings.draft_ms)  # reported as if it ran again
+    assert b.timings.ttft_ms >= b.timings.reused_ms + b.timings.prefill_ms
