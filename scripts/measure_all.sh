@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-measure every number in the README on this machine, one command after another (each timing run
-# needs the machine to itself). Results go to docs/results/; about 75 minutes on 2 cores.
-#   bash scripts/measure_all.sh [step ...]    steps: bench speckv routes chat eval serve upstream needle shaped
+# needs the machine to itself). Results go to docs/results/; about 90 minutes on 2 cores.
+#   bash scripts/measure_all.sh [step ...]    steps: bench speckv speckv256 routes chat eval serve upstream needle shaped
 # serve/upstream need the `serve` extra; upstream needs a llama-server binary (LLAMA_SERVER=path).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,7 @@ R=docs/results
 mkdir -p "$R"
 SL="python3 -m specllama"
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(bench speckv routes chat eval serve upstream needle shaped)
+[ ${#steps[@]} -eq 0 ] && steps=(bench speckv speckv256 routes chat eval serve upstream needle shaped)
 for s in "${steps[@]}"; do
   echo "== $s $(date -u +%FT%TZ)" >&2
   case $s in
@@ -17,6 +17,8 @@ for s in "${steps[@]}"; do
               --save $R/bench-default.json --plot $R/bench-default.png > $R/bench-default.md ;;
     speckv) $SL bench -t 2 --budget 512 --methods speckv,speckvpc --lengths 8K -r 1 -n 64 --no-probe \
               --save $R/bench-speckv.json > $R/bench-speckv.md ;;
+    speckv256) $SL bench -t 2 --budget 512 --methods speckv --lengths 8K -r 1 -n 256 --no-probe \
+              --save $R/bench-speckv-n256.json > $R/bench-speckv-n256.md ;;
     shaped) $SL bench --shaped-target -t 2 --keep 0.2 --methods specpc --lengths 8K -r 1 -n 8 --no-probe \
               --save $R/bench-7b-shaped.json > $R/bench-7b-shaped.md ;;
     routes) python3 scripts/compare_routes.py --length 4096 --limit 2 -t 2 > $R/routes.md ;;

@@ -13,5 +13,5 @@ echo "|---|---|---|---|"
 for m in ${METHODS:-dense specpc speckv speckvpc snapkv streaming truncate random}; do
   out=$(python3 -m specllama run --method $m --budget 512 -n 16 -t 2 -s 1 -f "$DOC" --question "$Q" 2> /tmp/needle.err)
   ok=no; [[ "$out" == *7319284* ]] && ok=yes
-  echo "| $m | $(echo $out | tr '|' '/' | head -c 40) | $ok | $(grep -v '^\[' /tmp/needle.err | tail -1) |"
+  echo "| $m | $(echo $out | tr '|' '/' | head -c 40) | $ok | $(grep -v '^\[' /tmp/needle.err | tail -1 | sed 's/ | / · /g') |"
 done

@@ -26,7 +26,7 @@ import numpy as np
 from ..engine.capture import TensorTap
 from ..engine.context import Context
 from ..methods.draft import AttentionConfig
-from ..select.scores import ScoreAccumulator, linear_query_weights
+from ..select.scores import ScoreAccumulator, attention_probs, linear_query_weights
 
 Q_NAME, K_NAME = "Qcur", "Kcur"
 SUPPORTED_ARCHS = ("llama", "qwen2")
@@ -36,23 +36,12 @@ def window_probs(q: np.ndarray, k: np.ndarray, q_pos0: int, group: int) -> np.nd
     """Causal attention probabilities of ``q [w, n_head, d]`` over ``k [n, n_head_kv, d]``.
 
     Query ``i`` sits at position ``q_pos0 + i`` and sees keys ``0..q_pos0 + i``; query head ``h``
-    reads KV head ``h // group``. Returns ``[n_head, w, n]`` float32.
+    reads KV head ``h // group``. Returns ``[n_head, w, n]`` float32 (see
+    :func:`~specllama.select.scores.attention_probs`, which this calls).
     """
-    w, n_head, d = q.shape
-    n, n_kv, _ = k.shape
-    out = np.empty((n_head, w, n), dtype=np.float32)
-    masked = np.arange(n)[None, :] > (q_pos0 + np.arange(w))[:, None]  # [w, n]
-    scale = np.float32(1.0 / np.sqrt(d))
-    for g in range(n_kv):
-        qg = np.ascontiguousarray(q[:, g * group:(g + 1) * group, :].transpose(1, 0, 2)).reshape(group * w, d)
-        s = (qg @ k[:, g, :].T).reshape(group, w, n)
-        s *= scale
-        s[:, masked] = -np.inf
-        s -= s.max(axis=-1, keepdims=True)
-        np.exp(s, out=s)
-        s /= s.sum(axis=-1, keepdims=True)
-        out[g * group:(g + 1) * group] = s
-    return out
+    if q.shape[1] != group * k.shape[1]:
+        raise ValueError(f"{q.shape[1]} query heads do not form groups of {group} over {k.shape[1]} KV heads")
+    return attention_probs(q, k, q_pos0 + np.arange(q.shape[0]), np.arange(k.shape[0]))
 
 
 class QKScorer:
