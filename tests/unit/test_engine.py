@@ -109,3 +109,28 @@ def test_chat_template_applies_and_unknown_template_is_refused(tiny_path):
 def test_ubatch_larger_than_batch_is_refused():
     with pytest.raises(ConfigError):
         ContextConfig(n_ctx=256, n_batch=32, n_ubatch=64)
+
+
+def test_gpu_offload_flags_reach_the_models_and_a_cpu_build_still_runs(tiny_path, tiny_draft_path):
+    """-ngl/-ngld go to llama.cpp's model params; a CPU-only build offloads nothing and gives the
+    same greedy tokens (a CUDA/Metal build offloads; not testable without a GPU)."""
+    from specllama.methods import GenConfig, make_method
+    from specllama.methods.base import Budget
+    from specllama.pipeline import generate
+    from specllama.prompt import build_prompt, document_request
+    from specllama.runtime import Runtime
+    from specllama.settings import runtime_config
+
+    outs = []
+    for ngl, ngld in ((0, 0), (99, 7)):
+        cfg = runtime_config({"target": tiny_path, "draft": tiny_draft_path, "ngl": ngl, "ngld": ngld,
+                              "threads": 2}, True)
+        assert (cfg.n_gpu_layers, cfg.n_gpu_layers_draft) == (ngl, ngld)
+        with Runtime(cfg) as rt:
+            p = build_prompt(rt.target, document_request("the green sky and the blue grass. " * 40,
+                                                         "what is green?", None))
+            r = generate(rt, p, make_method("specpc", budget=Budget(tokens=120)), GenConfig(n_predict=4))
+            outs.append((list(r.kept), list(r.tokens)))
+    assert outs[0] == outs[1]
+    with pytest.raises(ConfigError, match="-ngl"):
+        runtime_config({"target": tiny_path, "ngl": -1}, False)
