@@ -9,7 +9,8 @@ LS=${LLAMA_SERVER:-$(command -v llama-server || true)}
 [ -x "$LS" ] || { echo "set LLAMA_SERVER to a llama-server binary" >&2; exit 2; }
 PORT=${PORT:-8181}
 TARGET=$(python3 -m specllama models path qwen2.5-coder-1.5b-instruct-q4_k_m)
-DOC=$(mktemp); trap 'rm -f "$DOC"; kill $SRV 2>/dev/null || true' EXIT
+DOC=$(mktemp); ERR=$(mktemp); SRV=
+trap 'rm -f "$DOC" "$ERR"; [ -n "$SRV" ] && kill $SRV 2>/dev/null || true' EXIT
 python3 -m specllama.eval.haystack --words 3200 --depth 0.4 > "$DOC"
 Q="What is the special magic number for the blue falcon? Answer with the number only."
 start() {
@@ -25,8 +26,8 @@ for route in "dense" "specpc --budget 512"; do
   start
   t0=$(date +%s.%N)
   out=$(python3 -m specllama run --upstream http://127.0.0.1:$PORT/v1 -t 2 -n 16 --method $route \
-        -f "$DOC" --question "$Q" 2> /tmp/upstream.err)
+        -f "$DOC" --question "$Q" 2> "$ERR")
   t1=$(date +%s.%N)
-  echo "| $route | $(echo $out | head -c 40) | $(python3 -c "print(f'{$t1-$t0:.2f}')") | $(tail -1 /tmp/upstream.err | sed 's/ | / · /g') |"
+  echo "| $route | $(echo $out | head -c 40) | $(python3 -c "print(f'{$t1-$t0:.2f}')") | $(tail -1 "$ERR" | sed 's/ | / · /g') |"
   kill $SRV; wait $SRV 2>/dev/null || true
 done

@@ -23,7 +23,7 @@ from typing import Callable
 from ..errors import ConfigError, SpecllamaError
 from ..methods.base import Method
 from ..runtime import RuntimeConfig
-from .ggufmeta import context_length
+from ..engine.ggufmeta import context_length
 from .measure import MeasureConfig, run_cell
 from .probe import attention_of
 from .prompts import corpus_text

@@ -13,7 +13,7 @@ from ..runtime import Runtime
 from .inputs import read_prompt
 from ..settings import runtime_config, wants_draft
 from .options import gen_options, method_options, model_options, prompt_options
-from .run import note
+from .output import note
 
 
 def _document(o: dict, stdin_ok: bool) -> tuple[str, str] | None:

@@ -14,7 +14,8 @@ from ..prompt import compressed_messages
 from ..runtime import Runtime
 from .options import method_options, model_options, prompt_options
 from ..settings import method_from, runtime_config
-from .run import load_request, note
+from .output import note
+from .run import load_request
 
 
 @click.command()

@@ -14,13 +14,9 @@ from ..engine import lib
 from ..errors import ConfigError
 from ..methods import method_names
 from ..runtime import Runtime
-from .options import model_options
 from ..settings import runtime_config
-
-
-def note(msg: str) -> None:
-    sys.stderr.write(f"specllama: {msg}\n")
-    sys.stderr.flush()
+from .options import model_options
+from .output import note
 
 
 def split_list(value: str | None, flag: str) -> list[str] | None:

@@ -10,15 +10,11 @@ import click
 from ..engine import lib
 from ..prompt import build_prompt, document_request
 from ..runtime import Runtime
+from ..settings import gen_config, method_from, runtime_config, wants_draft
 from .inputs import read_prompt
 from .serve import upstream_from, upstream_options, upstream_runtime
-from ..settings import gen_config, method_from, runtime_config, wants_draft
 from .options import gen_options, method_options, model_options, prompt_options
-
-
-def note(msg: str) -> None:
-    sys.stderr.write(f"specllama: {msg}\n")
-    sys.stderr.flush()
+from .output import note
 
 
 def load_request(rt: Runtime, o: dict):

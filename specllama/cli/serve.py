@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import signal
-import sys
 import threading
 
 import click
@@ -20,11 +19,7 @@ from ..runtime import Runtime
 from ..serve.config import LOOPBACK, MiB, ServeConfig, UpstreamConfig
 from ..settings import gen_config, method_from, runtime_config, wants_draft
 from .options import _stack, gen_options, method_options, model_options
-
-
-def note(msg: str) -> None:
-    sys.stderr.write(f"specllama: {msg}\n")
-    sys.stderr.flush()
+from .output import note
 
 
 upstream_options = _stack(

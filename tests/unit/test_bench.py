@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from specllama.bench import idle
-from specllama.bench.ggufmeta import context_length, read_scalars
+from specllama.engine.ggufmeta import context_length, read_scalars
 from specllama.bench.measure import MeasureConfig
 from specllama.bench.prompts import generated_prose, make_prompt, parse_lengths
 from specllama.bench.report import (SCHEMA, TIMING_FIELDS, Bound, Cell, ProbeResult, Repeat, Report,
@@ -402,7 +402,9 @@ def test_qk_prototype_scores_match_the_kq_soft_max_path(tmp_path, arch):
     with Runtime(RuntimeConfig(target=path, draft=path, n_threads=2, n_batch=128, n_ubatch=128)) as rt:
         bp = make_prompt(rt.target, 700)
         att = AttentionConfig(window=32, start_layer=1)
+        rt.attn_route = "kq"  # the reference: llama.cpp's own kq_soft_max, flash attention off
         ctx, tap = rt.draft_ctx(bp.n + 1)
+        assert ctx.cfg.flash_attn is False
         job = Job(prompt=bp.prompt, budget=bp.n, gen=GenConfig(), rt=rt, timings=Timings())
         ref = score_with_attention(ctx, tap, rt.draft, bp.prompt.tokens, att, bp.n, 1, job).scores
         qk = QKScorer(rt.draft, ContextConfig(n_ctx=1024, n_batch=128, n_ubatch=128, n_threads=2, flash_attn=True),

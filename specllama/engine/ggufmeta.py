@@ -1,7 +1,7 @@
 """Reading a few scalar metadata values from a GGUF header without loading the model.
 
 ``gguf.GGUFReader`` parses every field (seconds for a 150K-token vocabulary) and loading through
-llama.cpp may repack weights; the benchmark only needs ``<arch>.context_length`` before it starts,
+llama.cpp may repack weights; bench and eval only need ``<arch>.context_length`` before they start,
 so this walks the key/value section and skips arrays by their element sizes.
 """
 
