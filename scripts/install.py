@@ -164,9 +164,13 @@ def build_llama(cuda: bool, force: bool) -> None:
     env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
     t0 = time.time()
     log = BUILD_DIR / "build.log"
+    # a persistent CMake build directory: after a patch changes, only the files it touched (and
+    # what depends on them) are compiled again; the tarball keeps every other file's time stamp
+    cmake_dir = BUILD_DIR / f"cmake-{'cuda' if cuda else 'cpu'}"
     with open(log, "w") as fh:
         proc = run([sys.executable, "-m", "pip", "install", "--no-cache-dir", "--force-reinstall",
-                    "--no-deps", "--disable-pip-version-check", str(src)], env=env, stdout=fh, stderr=subprocess.STDOUT)
+                    "--no-deps", "--disable-pip-version-check", f"--config-settings=build-dir={cmake_dir}",
+                    str(src)], env=env, stdout=fh, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = log.read_text(errors="replace").splitlines()[-15:]
         die("llama-cpp-python build failed; last lines of " + str(log) + ":\n" + "\n".join(tail))

@@ -18,6 +18,7 @@ from .engine.sampling import DEFAULT_SEED, SamplingConfig
 from .methods import Budget, GenConfig, Method, make_method
 from .methods.specpc import SpecPCConfig
 from .pipeline import Result, TextFn, generate as _generate, select_prompt
+from .preflight import prepare_runtime
 from .prompt import Message, Prompt, build_prompt, compressed_messages, document_request
 from .runtime import Runtime, RuntimeConfig
 from .timings import Timings
@@ -68,8 +69,9 @@ class Session:
     def __init__(self, target: str, draft: str | None = None, *, threads: int | None = None,
                  n_ctx: int = 0, n_gpu_layers: int = 0, n_gpu_layers_draft: int = 0,
                  chat_template: str | None = None, raw: bool = False):
-        self.rt = Runtime(RuntimeConfig(target=target, draft=draft, n_threads=threads, n_ctx=n_ctx,
-                                        n_gpu_layers=n_gpu_layers, n_gpu_layers_draft=n_gpu_layers_draft))
+        cfg = RuntimeConfig(target=target, draft=draft, n_threads=threads, n_ctx=n_ctx,
+                            n_gpu_layers=n_gpu_layers, n_gpu_layers_draft=n_gpu_layers_draft)
+        self.rt = Runtime(prepare_runtime(cfg))  # both GGUF headers checked now; threads capped
         self.chat_template = chat_template
         self.raw = raw
 

@@ -39,6 +39,7 @@ class Result:
         method: the method that actually ran (``dense`` after a fallback).
         notes: one-line messages for stderr.
         stop: ``eog`` (end of generation), ``length`` (-n reached) or ``interrupted``.
+        n_out: tokens generated when ``tokens`` does not hold them (an upstream server's count).
     """
 
     text: str
@@ -48,6 +49,12 @@ class Result:
     method: str
     notes: list[str] = field(default_factory=list)
     stop: str = "eog"
+    n_out: int | None = None
+
+    @property
+    def n_generated(self) -> int:
+        """Tokens generated, end of generation not counted (``usage.completion_tokens``)."""
+        return int(len(self.tokens)) if self.n_out is None else int(self.n_out)
 
 
 def check_budget(stage, budget: int, prompt: Prompt, what: str = "--budget") -> None:

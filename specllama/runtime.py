@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .engine.capture import ATTN_PROBS, TensorTap
 from .engine.context import Context, ContextConfig
 from .engine.model import Model, check_gguf_path
+from .engine.prefix import layer_prefix
 from .errors import ConfigError, ModelError, PromptError
 
 CTX_ALIGN = 256
@@ -70,6 +71,7 @@ class Runtime:
             check_gguf_path(cfg.draft, "draft")
         self._target: Model | None = None
         self._draft: Model | None = None
+        self._prefixes: dict[int, Model] = {}
         self._ctx: dict[str, Context] = {}
         self._taps: dict[str, TensorTap] = {}
         # Optional memo of draft attention scores per prompt (eval turns it on to score one prompt at
@@ -98,6 +100,20 @@ class Runtime:
             self._draft = Model(self.cfg.draft, self.cfg.n_gpu_layers_draft, role="draft")
         return self._draft
 
+    def draft_prefix(self, n_layers: int | None) -> Model:
+        """The draft, or a model of its first ``n_layers`` layers (``--draft-layers``), written
+        once into the model cache's ``derived/`` folder and loaded once per process."""
+        if n_layers is None or n_layers == self.draft.info.n_layer:
+            return self.draft
+        model = self._prefixes.get(n_layers)
+        if model is None:
+            from .registry import cache_dir
+
+            path = layer_prefix(self.cfg.draft, n_layers, cache_dir() / "derived")
+            model = Model(path, self.cfg.n_gpu_layers_draft, role="draft")
+            self._prefixes[n_layers] = model
+        return model
+
     def check_same_tokenizer(self) -> None:
         """Raise unless the draft's vocabulary is identical to the target's."""
         t, d = self.target, self.draft
@@ -112,9 +128,9 @@ class Runtime:
                  tap: TensorTap | None = None) -> Context:
         n_ctx = round_ctx(n_ctx)
         ctx = self._ctx.get(key)
-        # reuse only a context of the same size (so KV memory always matches the request) and the
-        # same flash-attention setting (it decides how attention can be read)
-        if ctx is not None and ctx.n_ctx == n_ctx and ctx.cfg.flash_attn == flash_attn:
+        # reuse only a context of the same model and size (so KV memory always matches the
+        # request) and the same flash-attention setting (it decides how attention can be read)
+        if ctx is not None and ctx.model is model and ctx.n_ctx == n_ctx and ctx.cfg.flash_attn == flash_attn:
             ctx.clear()
             return ctx
         if ctx is not None:
@@ -146,10 +162,12 @@ class Runtime:
         tap = self._taps.setdefault("target", TensorTap({ATTN_PROBS}, None, lambda *a: None))
         return self._context("target_attn", self.target, n_ctx, self._attn_flash(self.target), tap), tap
 
-    def draft_ctx(self, n_ctx: int) -> tuple[Context, TensorTap]:
-        """The draft's context with an attention tap (see :meth:`_attn_flash`)."""
+    def draft_ctx(self, n_ctx: int, model: Model | None = None) -> tuple[Context, TensorTap]:
+        """The draft's context with an attention tap (see :meth:`_attn_flash`); ``model`` is the
+        draft or one of its :meth:`draft_prefix` models."""
+        model = model or self.draft
         tap = self._taps.setdefault("draft", TensorTap({ATTN_PROBS}, None, lambda *a: None))
-        return self._context("draft", self.draft, n_ctx, self._attn_flash(self.draft), tap), tap
+        return self._context("draft", model, n_ctx, self._attn_flash(model), tap), tap
 
     def decode_ctx(self, n_ctx: int) -> Context:
         """A small target context that receives a packed KV cache (SpecKV and KV baselines)."""
@@ -162,9 +180,10 @@ class Runtime:
         for ctx in self._ctx.values():
             ctx.close()
         self._ctx.clear()
-        for m in (self._draft, self._target):
+        for m in (*self._prefixes.values(), self._draft, self._target):
             if m is not None:
                 m.close()
+        self._prefixes.clear()
         self._draft = self._target = None
 
     def __enter__(self) -> "Runtime":

@@ -12,12 +12,33 @@ from . import registry
 from .engine.sampling import DEFAULT_SEED, SamplingConfig
 from .errors import ModelError
 from .methods import Budget, GenConfig, Method, make_method
+from .errors import ConfigError
 from .methods.draft import AttentionConfig
+from .methods.draftpass import DraftPass
 from .methods.speckv import SpecKVConfig
 from .methods.specpc import SpecPCConfig
 from .runtime import RuntimeConfig
 
 DEFAULT_BUDGET = 1024
+DRAFT_FLAGS = ("draft_attn", "draft_window", "draft_sinks", "draft_layers")
+
+
+def draft_pass(o: dict, name: str) -> DraftPass:
+    """SpecPC's draft pass from ``--draft-attn/-window/-sinks/-layers`` (``--draft-layers 0``: all).
+
+    They apply to specpc only: speckvpc's draft writes the lookahead answer, so it runs exactly.
+    """
+    given = [k for k in DRAFT_FLAGS if o.get(k) is not None]
+    if given and name != "specpc":
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(f"{flag} applies to --method specpc only (not {name})")
+    d = DraftPass()
+    layers = o.get("draft_layers")
+    if layers is not None and layers < 0:
+        raise ConfigError(f"--draft-layers must be >= 0, got {layers}")
+    share = 1.0 if layers == 0 else d.layer_share
+    return DraftPass(attn=_given(o, "draft_attn", d.attn), local_window=_given(o, "draft_window", d.local_window),
+                     sinks=_given(o, "draft_sinks", d.sinks), layers=layers or None, layer_share=share)
 
 
 def runtime_config(o: dict, need_draft: bool | None = None) -> RuntimeConfig:
@@ -63,7 +84,7 @@ def method_from(o: dict, has_draft: bool) -> Method:
                               start_layer=o.get("start_layer"))
     specpc = SpecPCConfig(attention=pc_attn, lookahead=_given(o, "lookahead", 1) if name == "specpc" else 1,
                           pool=pool, kernel=_given(o, "kernel", 64), neighbours=o.get("neighbours"),
-                          positions=o.get("positions", "renumber"))
+                          positions=o.get("positions", "renumber"), draft=draft_pass(o, name))
     kv_attn = AttentionConfig(window=_given(o, "window", 32), reduction=reduction, weighted_query=False,
                               start_layer=0)
     speckv = SpecKVConfig(attention=kv_attn, lookahead=o.get("lookahead") if name != "specpc" else None,

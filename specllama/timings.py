@@ -40,8 +40,15 @@ class Timings:
     def prefill_tps(self) -> float:
         return 1000.0 * self.prefill_tokens / self.prefill_ms if self.prefill_ms > 0 else 0.0
 
-    def server_timings(self) -> dict:
-        """The ``timings`` object of llama-server's responses, plus specllama's own fields."""
+    def server_timings(self, n_generated: int | None = None) -> dict:
+        """The ``timings`` object of llama-server's responses, plus specllama's own fields.
+
+        ``predicted_n`` is ``n_generated``, the tokens the request produced (as
+        ``usage.completion_tokens``); the first of them comes from the prefill, so ``decode_tokens``
+        (forward passes) is one fewer when generation stopped at ``-n``. The per-token rates are
+        over the forward passes ``predicted_ms`` measured. Without ``n_generated`` (no tokens at
+        hand), ``predicted_n`` is the pass count.
+        """
         pn, pms = self.prefill_tokens, self.prefill_ms
         dn, dms = self.decode_tokens, self.decode_ms
         return {
@@ -49,7 +56,7 @@ class Timings:
             "prompt_ms": round(pms, 3),
             "prompt_per_token_ms": round(pms / pn, 3) if pn else 0.0,
             "prompt_per_second": round(1000.0 * pn / pms, 3) if pms else 0.0,
-            "predicted_n": dn,
+            "predicted_n": dn if n_generated is None else int(n_generated),
             "predicted_ms": round(dms, 3),
             "predicted_per_token_ms": round(dms / dn, 3) if dn else 0.0,
             "predicted_per_second": round(1000.0 * dn / dms, 3) if dms else 0.0,

@@ -19,6 +19,7 @@ from ..engine.model import Model
 from ..errors import ConfigError
 from ..methods.base import GenConfig, Method
 from ..methods.draft import AttentionConfig
+from ..methods.draftpass import DraftPass, draft_pass_of
 from ..pipeline import generate
 from ..runtime import Runtime, RuntimeConfig
 from . import idle
@@ -87,6 +88,12 @@ def model_info(m: Model) -> dict:
             "label": "RANDOM WEIGHTS, timing only" if random else None}
 
 
+def draft_of(method: Method) -> str:
+    """How the method's SpecPC stage runs the draft (``DraftPass.describe``), or ""."""
+    dp = draft_pass_of(method)
+    return dp.describe() if dp is not None else ""
+
+
 def stages_of(method: Method) -> str:
     parts = [n for n, s in (("prompt", method.prompt_stage), ("kv", method.kv_stage)) if s is not None]
     return "+".join(parts) or "dense"
@@ -143,7 +150,9 @@ def _warm(rt: Runtime, method: Method, bp: BenchPrompt, n: int = 128) -> None:
     ctx.clear()
     if method.needs_draft:
         rt.check_same_tokenizer()
-        dctx, _ = rt.draft_ctx(len(toks) + 1)
+        stage = method.prompt_stage
+        model = stage.draft_pass(rt, bp.n)[0] if draft_pass_of(method) is not None else rt.draft  # untimed write
+        dctx, _ = rt.draft_ctx(len(toks) + 1, model)
         dctx.decode(toks, start_pos=0)
         dctx.clear()
 
@@ -158,7 +167,7 @@ def measure_method(rt: Runtime, method: Method, length: int, cfg: MeasureConfig,
     bp = make_prompt(rt.target, length, cfg.corpus)
     label = method.describe()
     cell = Cell(length=length, n_prompt=bp.n, prompt_sha256=bp.sha256, method=method.name, label=label,
-                stages=stages_of(method), needs_draft=method.needs_draft)
+                stages=stages_of(method), needs_draft=method.needs_draft, draft=draft_of(method))
     gen = GenConfig(n_predict=cfg.n_predict)
     if cfg.warmup:
         _warm(rt, method, bp)
@@ -179,13 +188,16 @@ def measure_method(rt: Runtime, method: Method, length: int, cfg: MeasureConfig,
     return cell, models
 
 
-def measure_probe(rt: Runtime, attention: AttentionConfig, length: int, cfg: MeasureConfig,
-                  log: LogFn = lambda s: None) -> ProbeResult:
-    """Time the draft prefill variants of ``probe.py``, interleaved, ``cfg.repeats`` times each."""
+def measure_probe(rt: Runtime, payload: tuple[AttentionConfig, DraftPass | None], length: int,
+                  cfg: MeasureConfig, log: LogFn = lambda s: None) -> ProbeResult:
+    """Time the draft prefill variants of ``probe.py``, interleaved, ``cfg.repeats`` times each;
+    ``payload`` is the capture settings and the cheap draft pass (see ``probe.attention_of``)."""
     lib.init()
+    attention, cheap = payload
     bp = make_prompt(rt.target, length, cfg.corpus)
-    res = ProbeResult(length=length, n_prompt=bp.n, prompt_sha256=bp.sha256)
-    probe = DraftProbe(rt, bp.prompt, attention)
+    res = ProbeResult(length=length, n_prompt=bp.n, prompt_sha256=bp.sha256,
+                      plain_pass=cheap.describe() if cheap is not None else "")
+    probe = DraftProbe(rt, bp.prompt, attention, cheap)
     try:
         if cfg.warmup:
             probe.warm()

@@ -26,8 +26,8 @@ def plot_ttft(rep: Report, path: str | os.PathLike) -> str:
         raise ConfigError(f"--plot writes a PNG; give a .png file name, not {path!r}")
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     ys: list[float] = []
-    for name in rep.methods:
-        cells = sorted((c for c in rep.cells if c.method == name and c.repeats), key=lambda c: c.n_prompt)
+    for name in rep.labels:
+        cells = sorted((c for c in rep.cells if c.label == name and c.repeats), key=lambda c: c.n_prompt)
         if not cells:
             continue
         x = [c.n_prompt for c in cells]

@@ -1,22 +1,18 @@
-"""What the draft's attention capture costs: the same draft prefill with and without it.
+"""What the draft's attention capture costs, and what a draft prefill with no capture costs.
 
-Four variants of one draft prefill of the whole prompt (the last token's logits only), each on a
+Variants of one draft prefill of the whole prompt (the last token's logits only), each on a
 context created beforehand so that allocation is not timed:
 
-* ``plain_fa_off``: no ``cb_eval``, flash attention off (like for like with capture);
-* ``plain_fa_on``: no ``cb_eval``, flash attention on (what the draft could do without capture);
-* ``hooked``: the runtime's capture context with the tap installed but never armed (the cost of
-  llama.cpp calling back into Python for every graph node);
-* ``captured``: exactly what SpecPC runs (``methods.draft.score_with_attention`` with the method's
-  attention settings, lookahead 1: the last window as its own graph, its attention copied out and
-  reduced);
-* ``qk_fa_on``: the prototype in ``qkscore.py``: flash attention on, Q and K captured, the window's
-  attention computed in numpy (only for llama/qwen2 drafts with ``-ub`` equal to ``-b``).
+* ``plain_fa_on`` / ``plain_fa_off``: the exact draft, no ``cb_eval``, flash attention as the
+  capture context has it (on for the default Q·K route, off for the ``kq_soft_max`` route);
+* ``captured``: the exact draft as SpecPC runs it (``methods.draft.score_with_attention`` with the
+  method's attention settings, lookahead 1: the last window as its own graph, its attention read);
+* ``plain_pass``: the cheap draft pass being measured (``--draft-attn sparse``, ``--draft-layers``),
+  flash attention on, no ``cb_eval``: the ideal bound of a SpecPC row that uses it.
 
-Capture overhead = captured / plain - 1, against the plain variant with the same flash-attention
-setting as the capture context (``plain_fa_on`` on the default Q·K route, ``plain_fa_off`` on the
-``kq_soft_max`` route). The SpecPC ideal bound uses the faster plain variant: a draft prefill with no
-capture at all.
+Capture overhead = captured / plain - 1, like for like. The SpecPC ideal bound of a row is its own
+draft pass with no capture plus the target's prefill of the kept tokens. (Older reports also hold
+``hooked`` and ``qk_fa_on`` runs; they are still read.)
 """
 
 from __future__ import annotations
@@ -27,28 +23,31 @@ from dataclasses import dataclass
 from ..engine.context import Context, ContextConfig
 from ..methods.base import GenConfig, Job, Method
 from ..methods.draft import AttentionConfig, score_with_attention
+from ..methods.draftpass import DraftPass
 from ..prompt import Prompt
 from ..runtime import Runtime, round_ctx
 from ..timings import Timings
-from .qkscore import SUPPORTED_ARCHS, QKScorer
 
-VARIANTS = ("plain_fa_off", "plain_fa_on", "hooked", "captured", "qk_fa_on")
+VARIANTS = ("plain_fa_off", "plain_fa_on", "captured", "plain_pass")
 
 
-def attention_of(methods: list[Method]) -> AttentionConfig:
-    """The attention settings of the first method whose prompt stage reads draft attention."""
+def attention_of(methods: list[Method]) -> tuple[AttentionConfig, DraftPass | None]:
+    """The attention settings of the first method whose prompt stage reads draft attention, and
+    the first cheap (non-exact) draft pass among them (None if every one is exact)."""
+    att, cheap = None, None
     for m in methods:
         cfg = getattr(getattr(m, "prompt_stage", None), "cfg", None)
-        att = getattr(cfg, "attention", None)
-        if isinstance(att, AttentionConfig):
-            return att
-    return AttentionConfig()
+        a, dp = getattr(cfg, "attention", None), getattr(cfg, "draft", None)
+        if att is None and isinstance(a, AttentionConfig):
+            att = a
+        if cheap is None and isinstance(dp, DraftPass) and not dp.exact:
+            cheap = dp
+    return att or AttentionConfig(), cheap
 
 
 @dataclass
 class ProbeRun:
-    """One timed variant: wall milliseconds and, for ``captured`` and ``qk_fa_on``, the part spent
-    in numpy (reducing blocks; computing the window's attention)."""
+    """One timed variant: wall milliseconds and, for ``captured``, the part spent in numpy."""
 
     variant: str
     ms: float
@@ -57,80 +56,81 @@ class ProbeRun:
 
 
 class DraftProbe:
-    """Times the draft prefill variants of one prompt on ``rt.draft``.
+    """Times the draft prefill variants of one prompt.
 
     Args:
         rt: a runtime with a draft model (the target is only used to have built ``prompt``).
         prompt: ``[n]`` tokens the draft prefills.
         attention: the capture settings of the method being measured.
+        cheap: the non-exact draft pass to time as ``plain_pass`` (None: skip it).
     """
 
-    def __init__(self, rt: Runtime, prompt: Prompt, attention: AttentionConfig):
+    def __init__(self, rt: Runtime, prompt: Prompt, attention: AttentionConfig, cheap: DraftPass | None = None):
         self.rt = rt
         self.prompt = prompt
         self.attention = attention
+        self.cheap = cheap
         self._ctx: dict[str, Context] = {}
-        self._qk: QKScorer | None = None
 
     def _cfg(self, flash_attn: bool) -> ContextConfig:
         c = self.rt.cfg
         return ContextConfig(n_ctx=round_ctx(self.prompt.n + 1), n_batch=c.n_batch,
                              n_ubatch=min(c.n_ubatch, c.n_batch), n_threads=c.n_threads, flash_attn=flash_attn)
 
-    def _plain(self, flash_attn: bool) -> Context:
-        key = f"fa{int(flash_attn)}"
+    def _plain(self, key: str, model, flash_attn: bool) -> Context:
         if key not in self._ctx:
-            self._ctx[key] = Context(self.rt.draft, self._cfg(flash_attn))
+            self._ctx[key] = Context(model, self._cfg(flash_attn))
         ctx = self._ctx[key]
         ctx.clear()
         return ctx
 
     @property
+    def capture_flash(self) -> bool:
+        """Whether the capture context runs with flash attention (the Q·K route)."""
+        return self.rt._attn_flash(self.rt.draft)
+
+    @property
     def variants(self) -> tuple[str, ...]:
-        """The variants this draft and batch setting allow (``qk_fa_on`` needs llama/qwen2)."""
-        cfg = self._cfg(True)
-        qk_ok = self.rt.draft.info.arch in SUPPORTED_ARCHS and cfg.n_ubatch == cfg.n_batch
-        return tuple(v for v in VARIANTS if v != "qk_fa_on" or qk_ok)
+        plain = "plain_fa_on" if self.capture_flash else "plain_fa_off"
+        return (plain, "captured") + (("plain_pass",) if self.cheap is not None else ())
 
     def warm(self, n: int = 128) -> None:
         """Page the draft's weights in and start its threads (untimed)."""
-        ctx = self._plain(False)
+        ctx = self._plain("warm", self.rt.draft, False)
         ctx.decode(self.prompt.tokens[:n], start_pos=0)
         ctx.clear()
 
     def run(self, variant: str) -> ProbeRun:
         tokens = self.prompt.tokens
         if variant in ("plain_fa_off", "plain_fa_on"):
-            ctx = self._plain(variant == "plain_fa_on")
+            ctx = self._plain(variant, self.rt.draft, variant == "plain_fa_on")
             t0 = time.perf_counter()
             ctx.decode(tokens, start_pos=0)
             return ProbeRun(variant, 1000.0 * (time.perf_counter() - t0))
-        ctx, tap = self.rt.draft_ctx(self.prompt.n + 1)  # created (untimed) or cleared
-        if variant == "hooked":
-            tap.disarm()
+        if variant == "plain_pass":
+            cheap = self.cheap
+            n_layer = self.rt.draft.info.n_layer
+            start = n_layer // 3 if self.attention.start_layer is None else self.attention.start_layer
+            ctx = self._plain(variant, self.rt.draft_prefix(cheap.run_layers(n_layer, start)), True)
+            window = min(self.attention.window, self.prompt.n)
+            if cheap.sparse:
+                ctx.set_local_attn(cheap.sinks, cheap.local_window, self.prompt.n - window)
             t0 = time.perf_counter()
-            ctx.decode(tokens, start_pos=0)
-            return ProbeRun(variant, 1000.0 * (time.perf_counter() - t0))
+            ctx.decode(tokens, start_pos=0, split_at=[self.prompt.n - window])
+            ms = 1000.0 * (time.perf_counter() - t0)
+            ctx.set_local_attn(0, 0, 0)
+            return ProbeRun(variant, ms)
         if variant == "captured":
+            ctx, tap = self.rt.draft_ctx(self.prompt.n + 1)  # created (untimed) or cleared
             job = Job(prompt=self.prompt, budget=self.prompt.n, gen=GenConfig(n_predict=1), rt=self.rt,
                       timings=Timings(n_prompt=self.prompt.n))
             t0 = time.perf_counter()
             score_with_attention(ctx, tap, self.rt.draft, tokens, self.attention, self.prompt.n, 1, job)
             return ProbeRun(variant, 1000.0 * (time.perf_counter() - t0), job.timings.capture_ms,
                             bool(ctx.cfg.flash_attn))
-        if variant == "qk_fa_on":
-            if self._qk is None:
-                self._qk = QKScorer(self.rt.draft, self._cfg(True), self.attention)
-            t0 = time.perf_counter()
-            _, numpy_ms = self._qk.score(tokens)
-            return ProbeRun(variant, 1000.0 * (time.perf_counter() - t0), numpy_ms)
         raise ValueError(f"unknown probe variant {variant!r}")
 
     def close(self) -> None:
         for ctx in self._ctx.values():
             ctx.close()
         self._ctx.clear()
-        if self._qk is not None:
-            self._qk.close()
-            self._qk = None
-

@@ -16,7 +16,8 @@ SCHEMA = "specllama-bench/1"
 MIB = 1024 * 1024
 TIMING_FIELDS = tuple(f.name for f in fields(Timings))
 COUNT_FIELDS = frozenset(f.name for f in fields(Timings) if f.type in (int, "int"))
-PROBE_VARIANTS = ("plain_fa_off", "plain_fa_on", "hooked", "captured", "qk_fa_on")
+# what probe.py measures; ``hooked`` and ``qk_fa_on`` only appear in reports from before 2026-12
+PROBE_VARIANTS = ("plain_fa_off", "plain_fa_on", "hooked", "captured", "qk_fa_on", "plain_pass")
 
 
 def median(values) -> float:
@@ -51,6 +52,7 @@ class Cell:
         needs_draft: whether the method reads the draft.
         peak_rss_bytes: high-water resident memory of the measuring process; ``rss_scope`` is
             ``method`` when that process ran only this cell, ``process`` when it ran others too.
+        draft: how SpecPC ran the draft (``DraftPass.describe()``, e.g. ``exact draft``), or "".
     """
 
     length: int
@@ -64,6 +66,7 @@ class Cell:
     peak_rss_bytes: int = 0
     rss_scope: str = "method"
     notes: list[str] = field(default_factory=list)
+    draft: str = ""
 
     def median(self) -> dict:
         """Per-field medians of the repeats' timings, plus ``decode_tps``."""
@@ -98,6 +101,7 @@ class ProbeResult:
     prompt_sha256: str
     runs: list[dict] = field(default_factory=list)  # {variant, ms, sink_ms, other_cpu, idle}
     peak_rss_bytes: int = 0
+    plain_pass: str = ""  # the cheap draft pass timed as ``plain_pass`` (DraftPass.describe())
 
     def median(self, variant: str) -> float:
         return median(r["ms"] for r in self.runs if r["variant"] == variant)
@@ -120,14 +124,6 @@ class ProbeResult:
         """captured / plain - 1, with flash attention set alike (:attr:`capture_baseline`)."""
         plain = self.median(self.capture_baseline)
         return self.median("captured") / plain - 1.0 if plain > 0 else 0.0
-
-    @property
-    def qk_overhead(self) -> float | None:
-        """The Q/K prototype against a plain flash-attention prefill: qk_fa_on / plain_fa_on - 1."""
-        plain = self.median("plain_fa_on")
-        if not self.has("qk_fa_on") or plain <= 0:
-            return None
-        return self.median("qk_fa_on") / plain - 1.0
 
     @property
     def best_plain(self) -> tuple[str, float]:
@@ -205,8 +201,26 @@ class Report:
                 seen.append(c.method)
         return seen
 
+    @property
+    def labels(self) -> list[str]:
+        """Row labels (a method with its settings) in the order the run asked for them."""
+        seen: list[str] = [lb for lb in self.config.get("labels", []) if any(c.label == lb for c in self.cells)]
+        for c in self.cells:
+            if c.label not in seen:
+                seen.append(c.label)
+        return seen
+
     def cell(self, length: int, method: str) -> Cell | None:
-        return next((c for c in self.cells if c.length == length and c.method == method), None)
+        """The cell of ``method`` (a registry name, e.g. ``dense``, or a row label) at ``length``."""
+        return next((c for c in self.cells if c.length == length and method in (c.method, c.label)), None)
+
+    def draft_share(self, c: Cell) -> float | None:
+        """This cell's draft time / dense prefill time at the same length."""
+        d = self.cell(c.length, "dense")
+        if d is None or not d.repeats or not c.repeats or not c.needs_draft:
+            return None
+        dense = d.median()["prefill_ms"]
+        return c.median()["draft_ms"] / dense if dense > 0 else None
 
     def probe(self, length: int) -> ProbeResult | None:
         return next((p for p in self.probes if p.length == length), None)
@@ -220,16 +234,23 @@ class Report:
         return d.median()["ttft_ms"] / t if t > 0 else None
 
     def bounds(self) -> list[Bound]:
-        """The ideal bound for every draft-read, prompt-only method that really compressed."""
+        """The ideal bound for every draft-read, prompt-only method that really compressed: its
+        own draft pass with no capture (the exact draft's plain prefill, or ``plain_pass`` for the
+        cheap pass the probe timed) plus the target's prefill of the kept tokens."""
         out = []
         for c in self.cells:
             d, p = self.cell(c.length, "dense"), self.probe(c.length)
             if (c.stages != "prompt" or not c.needs_draft or d is None or p is None or not c.repeats
                     or c.ran != [c.method]):
                 continue
-            variant, plain = p.best_plain
+            if c.draft in ("", "exact draft"):
+                variant, plain = p.best_plain
+            elif c.draft == p.plain_pass and p.has("plain_pass"):
+                variant, plain = "plain_pass", p.median("plain_pass")
+            else:
+                continue
             m = c.median()
-            out.append(Bound(length=c.length, method=c.method, dense_ttft_ms=d.median()["ttft_ms"],
+            out.append(Bound(length=c.length, method=c.label, dense_ttft_ms=d.median()["ttft_ms"],
                              draft_plain_ms=plain, draft_plain_variant=variant,
                              target_prefill_ms=m["prefill_ms"], measured_ttft_ms=m["ttft_ms"]))
         return out
@@ -242,6 +263,7 @@ class Report:
             d["median"] = c.median()
             d["ran"] = c.ran
             d["ttft_speedup_vs_dense"] = self.speedup(c)
+            d["draft_share_of_dense_prefill"] = self.draft_share(c)
             cells.append(d)
         probes = []
         for p in self.probes:
@@ -249,7 +271,6 @@ class Report:
             d["median_ms"] = {v: p.median(v) for v in PROBE_VARIANTS if any(r["variant"] == v for r in p.runs)}
             d["capture_overhead"] = p.capture_overhead
             d["sink_ms"] = p.sink_ms
-            d["qk_overhead"] = p.qk_overhead
             probes.append(d)
         busy = sum(1 for c in self.cells for r in c.repeats if not r.idle)
         busy += sum(1 for p in self.probes for r in p.runs if not r.get("idle", True))
@@ -390,7 +411,7 @@ def markdown(rep: Report) -> str:
         out.append(f"- command: `{rep.command}`")
     out.append("")
     rows = []
-    for c in sorted(rep.cells, key=lambda c: (c.length, rep.methods.index(c.method))):
+    for c in sorted(rep.cells, key=lambda c: (c.length, rep.labels.index(c.label))):
         m = c.median()
         draft = c.needs_draft and m["draft_ms"] > 0
         ran = c.ran
@@ -398,14 +419,17 @@ def markdown(rep: Report) -> str:
         rows.append([
             f"{c.n_prompt:,}", name, f"{m['n_kept']:,.0f}",
             _ms(m["draft_ms"]) if draft else "–",
+            _share(rep.draft_share(c)) if draft else "–",
             _ms(m["capture_ms"] + m["select_ms"]) if c.stages != "dense" else "–",
             _ms(m["prefill_ms"]), _ms(m["ttft_ms"]), _x(rep.speedup(c)),
             f"{m['decode_tps']:.1f} ({m['decode_tokens']:.0f})", _mib(m["kv_bytes"]),
             _mib(c.peak_rss_bytes), _share(c.max_other_cpu) + (" ⚠" if c.busy else ""),
         ])
-    out += _table(["prompt", "method", "kept", "draft ms", "scoring ms", "target prefill ms", "TTFT ms",
+    out += _table(["prompt", "method", "kept", "draft ms", "draft / dense prefill", "scoring ms",
+                   "target prefill ms", "TTFT ms",
                    "TTFT vs dense", "decode t/s (n)", "KV MiB", "peak RSS MiB", "others' CPU"], rows)
-    out += ["", "_scoring ms_: reducing the captured attention and choosing tokens. _TTFT vs dense_: "
+    out += ["", "_draft / dense prefill_: the draft's time as a share of dense's own prefill. "
+            "_scoring ms_: reducing the captured attention and choosing tokens. _TTFT vs dense_: "
             "dense TTFT / method TTFT. _KV_: target KV cache during decode. _others' CPU_: highest "
             "share of the machine other processes took just before or while a repeat ran (⚠: above "
             f"{100 * cfg.get('max_busy', 0):.0f}% after {cfg.get('retries', 0)} retries, kept anyway)."]
@@ -414,27 +438,24 @@ def markdown(rep: Report) -> str:
         bounds = rep.bounds()
         rows = []
         for p in sorted(rep.probes, key=lambda p: p.length):
-            med = {v: p.median(v) for v in PROBE_VARIANTS}
-            qk = p.qk_overhead
+            plain = p.capture_baseline
             for b in [b for b in bounds if b.length == p.length] or [None]:
                 rows.append([
-                    f"{p.n_prompt:,}", _ms(med["plain_fa_off"]), _ms(med["plain_fa_on"]), _ms(med["hooked"]),
-                    _ms(med["captured"]),
-                    f"{100 * p.capture_overhead:+.1f}% vs FA {'on' if p.capture_baseline == 'plain_fa_on' else 'off'}",
-                    _ms(p.sink_ms),
-                    "–" if qk is None else f"{_ms(med['qk_fa_on'])} ({100 * qk:+.1f}%)",
-                    b.method if b else "–", _ms(b.ideal_ms) if b else "–", _x(b.ideal_speedup) if b else "–",
-                    _x(b.measured_speedup) if b else "–", f"{b.efficiency:.2f}" if b else "–",
+                    f"{p.n_prompt:,}", _ms(p.median(plain)), _ms(p.median("captured")),
+                    f"{100 * p.capture_overhead:+.1f}% vs FA {'on' if plain == 'plain_fa_on' else 'off'}",
+                    _ms(p.sink_ms), _ms(p.median("plain_pass")) if p.has("plain_pass") else "–",
+                    b.method if b else "–", _ms(b.draft_plain_ms) if b else "–", _ms(b.ideal_ms) if b else "–",
+                    _x(b.ideal_speedup) if b else "–", _x(b.measured_speedup) if b else "–",
+                    f"{b.efficiency:.2f}" if b else "–",
                 ])
-        out += _table(["prompt", "draft prefill, FA off", "FA on", "hook only", "with capture",
-                       "capture overhead", "of which reduce ms", "Q·K prototype, FA on", "method", "ideal TTFT ms",
-                       "ideal speed-up",
-                       "measured speed-up", "measured / ideal"], rows)
-        out += ["", "_with capture_: the draft prefill as SpecPC runs it (flash attention on with the default Q·K "
-                "route, off with the `kq_soft_max` route). _capture overhead_: with capture / the plain "
-                "prefill with the same flash-attention setting - 1. "
-                "_Q·K prototype_: FA on, window attention computed from captured Q and K "
-                "(`bench/qkscore.py`), against the plain FA-on prefill. "
-                "_ideal TTFT_: the faster draft prefill without capture + the target prefill of the "
-                "kept tokens (from the method's own run); speed-ups are against dense TTFT."]
+        cheap = next((p.plain_pass for p in rep.probes if p.plain_pass), "")
+        out += _table(["prompt", "exact draft prefill", "with capture", "capture overhead", "of which reduce ms",
+                       f"cheap pass prefill ({cheap or 'none'})", "method", "its draft, no capture ms",
+                       "ideal TTFT ms", "ideal speed-up", "measured speed-up", "measured / ideal"], rows)
+        out += ["", "_exact draft prefill_: no capture, flash attention as the capture context has it (on "
+                "with the default Q·K route, off with the `kq_soft_max` route). _with capture_: the exact "
+                "draft as SpecPC runs it. _capture overhead_: with capture / exact prefill - 1. _cheap pass "
+                "prefill_: the sparse / fewer-layer draft pass, no capture. _ideal TTFT_: the row's own "
+                "draft pass with no capture + the target prefill of the kept tokens (from the method's "
+                "own run); speed-ups are against dense TTFT."]
     return "\n".join(out) + "\n"

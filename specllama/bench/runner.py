@@ -43,6 +43,8 @@ class BenchPlan:
         measure: repeats, generation length, idle policy, corpus.
         isolate: one fresh process per cell (honest per-method peak RSS).
         probe: time the draft prefill with and without capture when a method reads the draft.
+        probe_lengths: the lengths to probe at (None: every length); the probe repeats exact
+            draft passes, which at 32K take minutes each.
     """
 
     runtime: RuntimeConfig
@@ -51,13 +53,17 @@ class BenchPlan:
     measure: MeasureConfig = MeasureConfig()
     isolate: bool = True
     probe: bool = True
+    probe_lengths: tuple[int, ...] | None = None
 
     def __post_init__(self):
         if not self.lengths:
             raise ConfigError("no prompt lengths to measure")
-        names = [m.name for m in self.methods]
+        names = [m.describe() for m in self.methods]
         if len(set(names)) != len(names):
             raise ConfigError(f"a method is listed twice: {', '.join(names)}")
+        extra = sorted(set(self.probe_lengths or ()) - set(self.lengths))
+        if extra:
+            raise ConfigError(f"--probe-lengths {extra[0]} is not among --lengths")
         if any(m.needs_draft for m in self.methods) and not self.runtime.draft:
             raise ConfigError("a selected method needs a draft model: pass -md")
 
@@ -214,7 +220,7 @@ def run_bench(plan: BenchPlan, log: LogFn = lambda s: None, command: str = "",
             rep.models.setdefault("target", models["target"])
             if on_cell is not None:
                 on_cell(rep)
-        if plan.wants_probe:
+        if plan.wants_probe and (plan.probe_lengths is None or length in plan.probe_lengths):
             log(f"measuring the draft prefill with and without attention capture at {length} tokens")
             p = cell("probe", attention, length)
             assert isinstance(p, ProbeResult)

@@ -9,6 +9,8 @@ import json
 import os
 import shlex
 import sys
+import tempfile
+import time
 
 import click
 
@@ -16,8 +18,11 @@ from .. import registry
 from ..engine import lib
 from ..errors import ConfigError, ModelError, SpecllamaError
 from ..methods import METHODS
+from ..outpaths import check_writable_file
 from .options import method_options, model_options
-from ..settings import method_from, runtime_config
+from ..preflight import prepare_runtime
+from ..settings import DRAFT_FLAGS, method_from, runtime_config
+from .flags import check_method_flags
 
 DEFAULT_METHODS = ("specpc", "speckv")  # compared against dense when registered
 
@@ -45,16 +50,13 @@ def _method_names(methods: str | None, method: str | None) -> list[str]:
 
 
 def _writable(path: str | None, what: str) -> None:
-    """Fail before measuring, not after, when an output file cannot be written."""
+    """Fail before measuring, not after, when an output file cannot be written (a probe is created
+    and removed; an existing file is opened for appending, unchanged)."""
     if not path:
         return
-    parent = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ConfigError(f"{what} {path} is a directory")
-    if not os.path.isdir(parent):
-        raise ConfigError(f"{what}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"{what}: cannot write to {parent}")
+    if what == "--plot" and not path.lower().endswith(".png"):
+        raise ConfigError(f"--plot writes a PNG; give a .png file name, not {path!r}")
+    check_writable_file(path, what)
 
 
 def _save_json(data: dict, path: str) -> None:
@@ -71,6 +73,18 @@ def _save_json(data: dict, path: str) -> None:
             os.remove(tmp)
 
 
+def _rescue_json(data: dict) -> str | None:
+    """Write the report where it surely can go (the temp directory); its path, or None."""
+    try:
+        fd, path = tempfile.mkstemp(prefix=time.strftime("specllama-bench-%Y%m%d-%H%M%S-"), suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, ensure_ascii=False)
+            fh.write("\n")
+    except OSError:
+        return None
+    return path
+
+
 def _shaped_target(quant: str) -> str:
     """Build (once) and return the Qwen2.5-7B-shaped random-weight target."""
     from .._models.shaped import LABEL, ShapedSpec, ensure_shaped
@@ -85,24 +99,44 @@ def _shaped_target(quant: str) -> str:
     return str(path)
 
 
-def _emit(rep, as_json: bool, save: str | None, plot: str | None) -> None:
-    from ..bench.report import markdown
-
-    data = rep.to_json()
+def _write_outputs(rep, data: dict, as_json: bool, save: str | None, plot: str | None) -> list[str]:
+    """Write --save and --plot; one message per output that could not be written."""
+    failed = []
     if save:
-        _save_json(data, save)
-        _log(f"wrote {save}")
+        try:
+            _save_json(data, save)
+            _log(f"wrote {save}")
+        except ConfigError as exc:
+            rescued = None if as_json else _rescue_json(data)
+            failed.append(f"{exc}; the report is on stdout" + (f" and in {rescued}" if rescued else ""))
     if plot:
         from ..bench.plot import plot_ttft
 
-        plot_ttft(rep, plot)
-        _log(f"wrote {plot}")
+        try:
+            plot_ttft(rep, plot)
+            _log(f"wrote {plot}")
+        except ConfigError as exc:
+            failed.append(str(exc))
+    return failed
+
+
+def _emit(rep, as_json: bool, save: str | None, plot: str | None) -> int:
+    """Print the report, write --save and --plot; never loses the report when a write fails
+    (it is printed first, and the error comes last, with exit code 2)."""
+    from ..bench.report import markdown
+
+    data = rep.to_json()
+    failed = _write_outputs(rep, data, as_json, save, plot)
     if as_json:
         json.dump(data, sys.stdout, indent=1, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(markdown(rep))
     sys.stdout.flush()
+    for msg in failed:
+        sys.stderr.write(f"specllama: error: {msg}\n")
+    sys.stderr.flush()
+    return 2 if failed else 0
 
 
 @click.command()
@@ -130,6 +164,10 @@ def _emit(rep, as_json: bool, save: str | None, plot: str | None) -> None:
               help="Seconds each idle check samples the CPU counters over.")
 @click.option("--no-warmup", is_flag=True, help="Skip the untimed warm-up decode of each model.")
 @click.option("--no-probe", is_flag=True, help="Skip the draft prefill with/without capture (no ideal bound).")
+@click.option("--probe-lengths", metavar="LIST",
+              help="Probe the draft prefill only at these of --lengths [default: all of them].")
+@click.option("--exact-draft", is_flag=True,
+              help="Also measure each specpc row with the exact draft (--draft-attn full, all layers).")
 @click.option("--in-process", is_flag=True,
               help="Run every cell in this process (peak RSS is then not per method).")
 @click.option("--shaped-target", is_flag=True,
@@ -142,7 +180,8 @@ def _emit(rep, as_json: bool, save: str | None, plot: str | None) -> None:
 @click.option("--from-json", "from_json", metavar="FILE",
               help="Render a saved report (tables, --json, --plot) without measuring.")
 def bench(methods, lengths, repeats, n_predict, corpus, max_busy, idle_wait, retries, idle_sample, no_warmup,
-          no_probe, in_process, shaped_target, shaped_quant, as_json, save, plot, from_json, **o) -> None:
+          no_probe, probe_lengths, exact_draft, in_process, shaped_target, shaped_quant, as_json, save, plot,
+          from_json, **o) -> int:
     """Measure TTFT, prefill, decode speed, KV and peak RSS of each method against dense."""
     from ..bench import BenchPlan, MeasureConfig, Report, run_bench
     from ..bench.prompts import parse_lengths
@@ -164,8 +203,7 @@ def bench(methods, lengths, repeats, n_predict, corpus, max_busy, idle_wait, ret
             raise ConfigError(f"cannot read --from-json {from_json}: {exc.strerror}") from None
         except ValueError as exc:
             raise ConfigError(f"--from-json {from_json}: {str(exc).splitlines()[0]}") from None
-        _emit(rep, as_json, save, plot)
-        return
+        return _emit(rep, as_json, save, plot)
 
     names = _method_names(methods, o.get("method"))
     want_lengths = parse_lengths(lengths)
@@ -180,18 +218,34 @@ def bench(methods, lengths, repeats, n_predict, corpus, max_busy, idle_wait, ret
             raise ConfigError("give either -m or --shaped-target, not both")
         o["target"] = _shaped_target(shaped_quant)
         o["draft"] = o.get("draft") or "default"
-    built = tuple(method_from({**o, "method": n, "n_predict": n_predict}, True) for n in names)
-    cfg = runtime_config(o, any(m.needs_draft for m in built))
+    def opts(name: str, **extra) -> dict:
+        """The options for one method: the --draft-* flags reach specpc only."""
+        d = {**o, "method": name, "n_predict": n_predict, **extra}
+        return d if name == "specpc" else {k: v for k, v in d.items() if k not in DRAFT_FLAGS}
+
+    check_method_flags(o)
+    built = tuple(method_from(opts(n), True) for n in names)
+    if exact_draft:
+        built += tuple(method_from(opts(n, draft_attn="full", draft_layers=0), True) for n in names if n == "specpc")
+    cfg = prepare_runtime(runtime_config(o, any(m.needs_draft for m in built)), _log)
     plan = BenchPlan(runtime=cfg, methods=built, lengths=tuple(want_lengths), measure=measure,
-                     isolate=not in_process, probe=not no_probe)
+                     isolate=not in_process, probe=not no_probe,
+                     probe_lengths=tuple(parse_lengths(probe_lengths)) if probe_lengths else None)
     command = "specllama " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else ""
 
     saved: list[int] = []
+    save_failed: list[str] = []
 
     def keep_partial(partial) -> None:
-        if save:
+        if not save or save_failed:
+            return
+        try:
             _save_json(partial.to_json(), save)
-            saved.append(len(partial.cells) + len(partial.probes))
+        except ConfigError as exc:  # measure on: the finished report is printed whatever happens
+            save_failed.append(str(exc))
+            _log(f"{exc}; measuring on, the report will be printed at the end")
+            return
+        saved.append(len(partial.cells) + len(partial.probes))
 
     try:
         rep = run_bench(plan, log=_log, command=command, on_cell=keep_partial)
@@ -199,4 +253,4 @@ def bench(methods, lengths, repeats, n_predict, corpus, max_busy, idle_wait, ret
         if saved:
             _log(f"the {saved[-1]} measurement(s) made so far are in {save}")
         raise
-    _emit(rep, as_json, save, plot)
+    return _emit(rep, as_json, save, plot)

@@ -9,7 +9,9 @@ import click
 
 from ..engine import lib
 from ..errors import ConfigError, Interrupted, PromptError
+from ..preflight import prepare_runtime
 from ..runtime import Runtime
+from .flags import check_method_flags
 from .inputs import read_prompt
 from ..settings import runtime_config, wants_draft
 from .options import gen_options, method_options, model_options, prompt_options
@@ -53,7 +55,8 @@ def chat(show_stats: bool, **o) -> int:
     if o.get("raw"):
         raise ConfigError("--raw has no chat template to hold a conversation; use `specllama run --raw`")
     tty = sys.stdin.isatty()
-    cfg = runtime_config(o, wants_draft(o))
+    check_method_flags(o)
+    cfg = prepare_runtime(runtime_config(o, wants_draft(o)), note)
     with Runtime(cfg) as rt:
         session = ChatSession(rt, o, template=o.get("chat_template"), system=o.get("system"),
                               progress=terminal_progress(sys.stderr), note=note)

@@ -1,4 +1,10 @@
-"""``specllama compress``: print the SpecPC-compressed prompt for any other engine."""
+"""``specllama compress``: print the compressed prompt (the kept tokens) for any other engine.
+
+Only methods that choose prompt tokens have a compressed prompt to print: ``specpc`` (the
+default), ``truncate``, and ``dense`` (nothing dropped: the reference). The KV methods (``speckv``,
+``speckvpc``, ``snapkv``, ``streaming``, ``random``) choose the target's KV cells after it has read
+the whole prompt; ``--method`` refuses them with the reason.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +15,70 @@ import click
 
 from ..api import Compressed
 from ..engine import lib
+from ..methods import METHODS, make_method, method_names
 from ..pipeline import select_prompt
+from ..preflight import prepare_runtime
 from ..prompt import compressed_messages
 from ..runtime import Runtime
+from .flags import check_method_flags
 from .options import method_options, model_options, prompt_options
 from ..settings import method_from, runtime_config
 from .output import note
 from .run import load_request
 
+DEFAULT_METHOD = "specpc"
+# the methods whose whole selection is a set of prompt tokens: no KV stage (a test checks this
+# against the methods themselves; building every method here would run their config checks at import)
+PROMPT_METHODS = ("dense", "specpc", "truncate")
+
+
+def prompt_methods() -> list[str]:
+    """The registered methods whose whole selection is a set of prompt tokens (no KV stage)."""
+    return [n for n in method_names() if n in PROMPT_METHODS]
+
+
+class PromptMethod(click.Choice):
+    """``compress --method``: the prompt-selecting methods; a KV method is refused with the reason."""
+
+    def __init__(self) -> None:
+        super().__init__(prompt_methods())
+
+    def convert(self, value, param, ctx):
+        if value in METHODS and value not in self.choices:
+            self.fail(f"{value} chooses the target's KV cells after it has read the whole prompt, so it "
+                      f"has no compressed prompt to print; compress supports {', '.join(self.choices)}",
+                      param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def _prompt_method_option(f):
+    """Put the prompt-selecting ``--method`` in place of the shared one (which lists every method),
+    and drop ``--budget-pc``, which only the refused ``speckvpc`` reads."""
+    option = click.Option(["--method"], type=PromptMethod(), default=None,
+                          help=f"Compression method [default: {DEFAULT_METHOD}]; dense prints the "
+                               "prompt unchanged.")
+    f.__click_params__ = [option if p.name == "method" else p for p in f.__click_params__
+                          if p.name != "budget_pc"]
+    return f
+
+
+def _as_json(res: Compressed, method: str) -> dict:
+    """The ``--json`` object, laid out as ``run --json``'s (``timings`` as llama-server's)."""
+    return {"text": res.text, "messages": [{"role": r, "content": c} for r, c in res.messages],
+            "method": method, "n_prompt": res.n_prompt, "n_kept": res.n_kept, "kept": res.kept.tolist(),
+            "notes": res.notes, "timings": res.timings.server_timings()}
+
+
+def _summary(res: Compressed, method: str) -> str:
+    """The stderr line: what was kept, and the draft's time when a draft ran."""
+    line = f"{method}: kept {res.n_kept}/{res.n_prompt} tokens"
+    if res.timings.draft_ms:
+        line += f" | draft {res.timings.draft_ms / 1000:.2f} s"
+    return line
+
 
 @click.command()
+@_prompt_method_option
 @model_options
 @prompt_options
 @method_options
@@ -27,23 +87,23 @@ from .run import load_request
 def compress(gap: str, as_json: bool, **o) -> None:
     """Print the compressed user message (documents cut to the kept tokens, question intact)."""
     lib.init(o.get("verbose"))
-    o["method"] = "specpc"
-    cfg = runtime_config(o, need_draft=True)
+    o["method"] = o.get("method") or DEFAULT_METHOD
+    check_method_flags(o)
+    cfg = prepare_runtime(runtime_config(o, need_draft=make_method(o["method"]).needs_draft), note)
     with Runtime(cfg) as rt:
-        method = method_from(o, True)
+        method = method_from(o, rt.has_draft)
         prompt = load_request(rt, o)
         kept, job = select_prompt(rt, prompt, method)
         msgs = compressed_messages(rt.target, prompt, kept, gap)
         user = next((c for r, c in reversed(msgs) if r == "user"), "")
         res = Compressed(user, msgs, kept, prompt.n, job.timings, job.notes)
+    ran = method.name if res.n_kept < res.n_prompt else "dense"
     for n in res.notes:
         note(n)
     if as_json:
-        json.dump({"text": res.text, "messages": [{"role": r, "content": c} for r, c in res.messages],
-                   "kept": res.kept.tolist(), "n_prompt": res.n_prompt, "n_kept": res.n_kept,
-                   "timings": res.timings.as_dict()}, sys.stdout, ensure_ascii=False)
+        json.dump(_as_json(res, ran), sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(res.text if res.text.endswith("\n") else res.text + "\n")
     sys.stdout.flush()
-    note(f"specpc: kept {res.n_kept}/{res.n_prompt} tokens | draft {res.timings.draft_ms / 1000:.2f} s")
+    note(_summary(res, ran))

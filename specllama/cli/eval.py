@@ -13,6 +13,7 @@ import click
 from ..engine import lib
 from ..errors import ConfigError
 from ..methods import method_names
+from ..preflight import prepare_runtime
 from ..runtime import Runtime
 from ..settings import runtime_config
 from .options import model_options
@@ -66,7 +67,7 @@ def build_config(o: dict):
                       limit=limit, seed=o.get("data_seed", 42), out=o.get("out") or "specllama-eval",
                       longbench=o.get("longbench"),
                       style=PromptStyle(o.get("chat_template"), o.get("raw", False)),
-                      plot=not o.get("no_plot", False))
+                      plot=not o.get("no_plot", False), exact_draft=o.get("exact_draft", False))
 
 
 @click.command("eval")
@@ -88,18 +89,29 @@ def build_config(o: dict):
               help="Chat template name or Jinja text [default: the target GGUF's].")
 @click.option("--raw", is_flag=True, help="Prompts without a chat template.")
 @click.option("--no-plot", "no_plot", is_flag=True, help="Do not write plot.png.")
+@click.option("--compare", nargs=2, metavar="A B", default=None,
+              help="Report mode: pair two saved columns (LABEL in --out, or DIR:LABEL), e.g. specpc@512 dense.")
+@click.option("--per-sample", "per_sample", is_flag=True, help="With --compare: also list every sample.")
+@click.option("--exact-draft", "exact_draft", is_flag=True,
+              help="Add specpc~exact columns: specpc with the exact draft (--draft-attn full, all layers).")
 def eval_cmd(**o) -> None:
     """Score methods and budgets on RULER (generated offline) or local LongBench files.
 
     Each sample runs through the same pipeline as `specllama run`, greedy, with the task's answer
     length. Prints a markdown table (task x method@budget, average, % of dense); writes
-    predictions.jsonl, summary.json, table.md and plot.png under --out.
+    predictions.jsonl, summary.json, table.md and plot.png under --out. With --compare A B it loads
+    no model: it pairs two saved columns on the same samples and prints their differences.
     """
+    if o.get("compare"):
+        compare_cmd(o)
+        return
+    if o.get("per_sample"):
+        raise ConfigError("--per-sample needs --compare A B")
     from ..eval import presets
     from ..eval.runner import check_models, run
 
     cfg = build_config(o)
-    rt_cfg = runtime_config(o, cfg.needs_draft)
+    rt_cfg = prepare_runtime(runtime_config(o, cfg.needs_draft), note)
     check_models(cfg, rt_cfg)
     if o.get("preset"):
         note(f"preset {o['preset']}: {presets.get(o['preset']).about}")
@@ -113,3 +125,19 @@ def eval_cmd(**o) -> None:
     sys.stdout.flush()
     note(f"{res.ran} job(s) run, {res.reused} reused; results in {cfg.out}/ "
          "(predictions.jsonl, summary.json, table.md" + (", plot.png)" if cfg.plot else ")"))
+
+
+def compare_cmd(o: dict) -> None:
+    """``--compare A B``: the paired table of two saved columns on stdout, notes on stderr; no model
+    loads. Only --out, --tasks and --per-sample are read."""
+    from ..eval.compare import compare, parse_ref
+    from ..eval.paired_report import markdown as paired_markdown
+
+    out = o.get("out") or "specllama-eval"
+    a, b = (parse_ref(x, out) for x in o["compare"])
+    c = compare(a, b, tasks=split_list(o.get("tasks"), "--tasks"), log=note)
+    for name, n in c.fallbacks.items():
+        if n:
+            note(f"{name}: {n} sample(s) ran dense (the budget covered the prompt)")
+    sys.stdout.write(paired_markdown(c, samples=o.get("per_sample", False)))
+    sys.stdout.flush()

@@ -19,7 +19,7 @@ def models(ctx: click.Context) -> None:
         return
     entries, pairs = registry.manifest()
     default = pairs.get("default", {})
-    click.echo(f"cache: {registry.cache_dir() / 'models'}")
+    click.echo(f"cache: {registry.check_cache() / 'models'}")
     for name, e in entries.items():
         st = registry.status(e)
         mark = {"ok": "available", "missing": "not pulled", "corrupt": "CORRUPT (pull again)"}[st]

@@ -6,6 +6,7 @@ import click
 
 from ..engine.sampling import DEFAULT_SEED
 from ..methods import method_names
+from ..methods.draftpass import DRAFT_ATTN
 from ..methods.specpc import POSITIONS
 
 
@@ -70,6 +71,15 @@ method_options = _stack(
     click.option("--no-weighted-query", is_flag=True, help="specpc: weigh all window queries equally."),
     click.option("--positions", type=click.Choice(POSITIONS), default="renumber", show_default=True,
                  help="specpc: positions of the kept tokens in the target."),
+    click.option("--draft-attn", "draft_attn", type=click.Choice(DRAFT_ATTN), default=None,
+                 help="specpc: draft queries before the window attend to sinks + a local window "
+                      "(sparse) or to every key (full, the exact draft) [default: sparse]."),
+    click.option("--draft-window", "draft_window", type=int, default=None,
+                 help="specpc: keys each sparse draft query attends to [default: 1024]."),
+    click.option("--draft-sinks", "draft_sinks", type=int, default=None,
+                 help="specpc: first prompt keys every sparse draft query attends to [default: 64]."),
+    click.option("--draft-layers", "draft_layers", type=int, default=None,
+                 help="specpc: run only the first N draft layers (0: all) [default: all]."),
 )
 
 gen_options = _stack(

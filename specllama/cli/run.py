@@ -8,9 +8,11 @@ import sys
 import click
 
 from ..engine import lib
+from ..preflight import prepare_runtime
 from ..prompt import build_prompt, document_request
 from ..runtime import Runtime
 from ..settings import gen_config, method_from, runtime_config, wants_draft
+from .flags import check_method_flags
 from .inputs import read_prompt
 from .serve import upstream_from, upstream_options, upstream_runtime
 from .options import gen_options, method_options, model_options, prompt_options
@@ -22,6 +24,11 @@ def load_request(rt: Runtime, o: dict):
     text = read_prompt(o.get("prompt"), o.get("file"))
     return build_prompt(rt.target, document_request(text, o.get("question"), o.get("system")),
                         o.get("chat_template"), o.get("raw", False))
+
+
+def local_runtime(o: dict) -> Runtime:
+    """The target (and draft) runtime the model options describe, both files checked up front."""
+    return Runtime(prepare_runtime(runtime_config(o, wants_draft(o)), note))
 
 
 @click.command()
@@ -38,8 +45,9 @@ def run(as_json: bool, quiet: bool, **o) -> None:
     from ..serve.upstream import generate_upstream
 
     lib.init(o.get("verbose"))
+    check_method_flags(o)
     up = upstream_from(o)
-    with (upstream_runtime(o) if up else Runtime(runtime_config(o, wants_draft(o)))) as rt:
+    with (upstream_runtime(o) if up else local_runtime(o)) as rt:
         method = method_from(o, rt.has_draft)
         gen = gen_config(o)
         prompt = load_request(rt, o)
@@ -58,7 +66,7 @@ def run(as_json: bool, quiet: bool, **o) -> None:
         json.dump({"text": result.text, "method": result.method, "stop": result.stop,
                    "n_prompt": result.timings.n_prompt, "n_kept": result.timings.n_kept,
                    "kept": result.kept.tolist(), "notes": result.notes,
-                   "timings": result.timings.server_timings()}, out, ensure_ascii=False)
+                   "timings": result.timings.server_timings(result.n_generated)}, out, ensure_ascii=False)
         out.write("\n")
     else:
         if not result.text.endswith("\n"):

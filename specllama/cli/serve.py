@@ -15,9 +15,11 @@ import click
 from .. import registry
 from ..engine import lib
 from ..errors import ConfigError, ModelError, SpecllamaError
+from ..preflight import prepare_runtime
 from ..runtime import Runtime
 from ..serve.config import LOOPBACK, MiB, ServeConfig, UpstreamConfig
 from ..settings import gen_config, method_from, runtime_config, wants_draft
+from .flags import check_method_flags
 from .options import _stack, gen_options, method_options, model_options
 from .output import note
 
@@ -55,7 +57,8 @@ def upstream_runtime(o: dict) -> Runtime:
     draft = registry.resolve(o.get("draft"), "draft")
     if draft is None:
         raise ModelError("--upstream needs a draft model: pass -md FILE.gguf")
-    return DraftRuntime(runtime_config({**o, "target": draft, "draft": draft}, need_draft=True))
+    cfg = runtime_config({**o, "target": draft, "draft": draft}, need_draft=True)
+    return DraftRuntime(prepare_runtime(cfg, note))
 
 
 def _is_loopback(host: str) -> bool:
@@ -114,7 +117,8 @@ def serve(host: str, port: int, api_key: str | None, alias: str | None, chat_tem
                       max_body_bytes=max_body, max_prompt_tokens=max_prompt_tokens, chat_template=chat_template,
                       gap=gap, gen=gen_config(o), method_opts={k: o.get(k) for k in method_fields()},
                       upstream=up, access_log=not quiet)
-    rt = upstream_runtime(o) if up else Runtime(runtime_config(o, wants_draft(o)))
+    check_method_flags(o)
+    rt = upstream_runtime(o) if up else Runtime(prepare_runtime(runtime_config(o, wants_draft(o)), note))
     try:
         name = rt.target.name  # load now: a bad file fails before the port is taken
         if rt.has_draft:

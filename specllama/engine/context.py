@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ConfigError, Interrupted, PromptError, SpecllamaError
 from .batch import Batch
-from .lib import C
+from .lib import C, llama_set_local_attn
 from .model import Model
 
 FLASH_AUTO, FLASH_OFF, FLASH_ON = -1, 0, 1
@@ -189,6 +189,23 @@ class Context:
         if not ptr:
             raise RuntimeError("no logits available")
         return np.ctypeslib.as_array(ptr, shape=(self.model.info.n_vocab,))
+
+    def set_local_attn(self, n_sink: int, n_window: int, pos_full: int) -> None:
+        """Local attention for the queries before ``pos_full`` (``patches/0002``).
+
+        A query at position ``p < pos_full`` then attends only to the cells at positions
+        ``< n_sink`` and to those within ``n_window`` positions of it (itself included); queries at
+        ``p >= pos_full`` see every cell. ``n_window <= 0`` turns it off. It holds for every
+        following decode on this context until changed.
+        """
+        if llama_set_local_attn is None:
+            if n_window <= 0:
+                return
+            raise ConfigError("the sparse draft (--draft-attn sparse) needs llama.cpp built with "
+                              "patches/0002 (run `make install`), or pass --draft-attn full")
+        if not llama_set_local_attn(self.ptr, int(n_sink), int(n_window), int(pos_full)) and n_window > 0:
+            raise ConfigError(f"{self.model.name}: local attention needs a KV-cache model "
+                              "(pass --draft-attn full)")
 
     # -- KV memory ----------------------------------------------------------------------------
     def clear(self) -> None:

@@ -79,6 +79,19 @@ ggml_backend_tensor_get.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_s
 ggml_backend_tensor_get.restype = None
 
 
+def _bind_local_attn():
+    """``llama_set_local_attn`` from patches/0002, or None on a build without it."""
+    fn = getattr(getattr(C, "_lib", None), "llama_set_local_attn", None)
+    if fn is None:
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]
+    fn.restype = ctypes.c_bool
+    return fn
+
+
+llama_set_local_attn = _bind_local_attn()
+
+
 @C.llama_log_callback
 def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:  # pragma: no cover
     if _verbose and text:

@@ -5,5 +5,6 @@ Modules: ``data`` (offline sources), ``sample`` (one sample and its prompt), ``r
 generators), ``dataset`` (generation with the on-disk cache), ``longbench`` (local JSONL loader),
 ``metrics`` (scores), ``preflight`` (GGUF context length without loading), ``runner`` (the grid,
 resume), ``progress`` (progress line and ETA), ``report`` (markdown and PNG), ``presets`` (quick
-and full).
+and full), ``paired`` (bootstrap intervals and McNemar's exact test, numpy only), ``compare``
+(two saved columns paired on the same samples) and ``paired_report`` (its markdown).
 """

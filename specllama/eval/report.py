@@ -3,8 +3,10 @@
 ``summarize`` turns prediction records into ``summary.json``'s structure: per task and column the
 mean score and sample count, the average over tasks (RULER's convention: the mean of the per-task
 means), the % of dense (average of the column over average of dense, on the same tasks), and mean
-timings. ``markdown`` renders it as a task x method@budget table; ``plot`` draws the average score
-against the budget, one line per method, dense as a horizontal line.
+timings, and the bootstrap 95% interval of every cell and of every column's average (the average's
+resamples each task within itself; :mod:`.paired`). ``markdown`` renders it as a task x
+method@budget table followed by a table of the intervals; ``plot`` draws the average score against
+the budget with its interval, one line per method, dense as a horizontal line and band.
 """
 
 from __future__ import annotations
@@ -14,12 +16,29 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
+from . import paired
+
 TIMING_FIELDS = ("ttft_ms", "prefill_ms", "draft_ms", "decode_ms", "n_prompt", "n_kept")
 
 
 def _mean(xs) -> float | None:
     xs = list(xs)
     return sum(xs) / len(xs) if xs else None
+
+
+def intervals(scores: dict[str, list[float]], n_resamples: int = paired.RESAMPLES,
+              seed: int = paired.SEED) -> tuple[dict[str, list[float]], list[float] | None]:
+    """One column's bootstrap intervals: per task (``{task: scores}``, tasks without scores left
+    out) ``[low, high]``, and that of the average of the task means (None without any score)."""
+    tasks = [t for t, xs in scores.items() if xs]
+    if not tasks:
+        return {}, None
+    per_task, average = paired.stratified_means([np.asarray(scores[t], dtype=float) for t in tasks],
+                                                n_resamples, seed)
+    cells = {t: paired.percentile_interval(d).as_list() for t, d in zip(tasks, per_task)}
+    return cells, paired.percentile_interval(average).as_list()
 
 
 def summarize(cfg, records: list[dict], models: dict) -> dict:
@@ -29,7 +48,7 @@ def summarize(cfg, records: list[dict], models: dict) -> dict:
     by: dict[tuple[str, str], list[dict]] = defaultdict(list)
     tasks: list[str] = []
     for r in records:
-        label = r["method"] if r["budget"] is None else f"{r['method']}@{r['budget']}"
+        label = r.get("label") or (r["method"] if r["budget"] is None else f"{r['method']}@{r['budget']}")
         by[(r["task"], label)].append(r)
         if r["task"] not in tasks:
             tasks.append(r["task"])
@@ -45,11 +64,20 @@ def summarize(cfg, records: list[dict], models: dict) -> dict:
         percent[lb] = 100.0 * mine / dense if common and dense else None
     timings = {lb: {f: _mean(r["timings"].get(f, 0) for t in tasks for r in by[(t, lb)]) for f in TIMING_FIELDS}
                for lb in labels}
+    cell_ci: dict[str, dict[str, list[float] | None]] = {t: {} for t in tasks}
+    average_ci: dict[str, list[float] | None] = {}
+    for lb in labels:
+        cells, average_ci[lb] = intervals({t: [r["score"] for r in by[(t, lb)]] for t in tasks})
+        for t in tasks:
+            cell_ci[t][lb] = cells.get(t)
     return {
         "config": cfg.describe(), "models": models,
         "columns": [{"label": c.label, "method": c.method, "budget": c.budget} for c in cols],
         "tasks": tasks, "scores": scores, "n": counts, "average": average, "percent_of_dense": percent,
         "fallbacks_to_dense": fallbacks, "timings": timings,
+        "intervals": cell_ci, "average_interval": average_ci,
+        "interval_settings": {"level": paired.LEVEL, "resamples": paired.RESAMPLES, "seed": paired.SEED,
+                              "method": "percentile bootstrap; the average resamples each task"},
     }
 
 
@@ -68,7 +96,35 @@ def markdown(summary: dict) -> str:
     lines.append("| % of dense | " + " | ".join(_cell(summary["percent_of_dense"][lb]) for lb in labels) + " |")
     ttft = [summary["timings"][lb]["ttft_ms"] for lb in labels]
     lines.append("| TTFT (s) | " + " | ".join(_cell(None if x is None else x / 1000, 2) for x in ttft) + " |")
+    out = "\n".join(lines) + "\n"
+    if "intervals" in summary:
+        out += "\n" + interval_markdown(summary)
+    return out
+
+
+def _span(ci: list[float] | None) -> str:
+    return "-" if ci is None else f"[{ci[0]:.1f}, {ci[1]:.1f}]"
+
+
+def interval_markdown(summary: dict) -> str:
+    """The bootstrap intervals of the table's cells and averages, as a caption and a markdown table."""
+    labels = [c["label"] for c in summary["columns"]]
+    st = summary["interval_settings"]
+    lines = [f"Bootstrap {st['level']:.0%} intervals ({st['resamples']:,} resamples, seed {st['seed']}; "
+             "each average resamples every task within itself):", "",
+             "| task | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for t in summary["tasks"]:
+        lines.append(f"| {t} | " + " | ".join(_span(summary["intervals"][t].get(lb)) for lb in labels) + " |")
+    lines.append("| **average** | " + " | ".join(f"**{_span(summary['average_interval'].get(lb))}**"
+                                                 for lb in labels) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _yerr(points: list[tuple[int, float, list[float] | None]]) -> np.ndarray:
+    """Matplotlib's ``yerr`` of shape ``(2, k)`` from ``(budget, mean, [low, high] | None)`` points."""
+    low = [m - (ci[0] if ci else m) for _, m, ci in points]
+    high = [(ci[1] if ci else m) - m for _, m, ci in points]
+    return np.clip(np.array([low, high], dtype=float), 0, None)
 
 
 def plot(summary: dict, path: Path) -> None:
@@ -80,25 +136,30 @@ def plot(summary: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     budgets = sorted({c["budget"] for c in summary["columns"] if c["budget"] is not None})
-    lines: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    lines: dict[str, list[tuple[int, float, list[float] | None]]] = defaultdict(list)
+    cis = summary.get("average_interval", {})
     for c in summary["columns"]:
-        avg = summary["average"][c["label"]]
+        avg, ci = summary["average"][c["label"]], cis.get(c["label"])
         if avg is None:
             continue
         if c["budget"] is None:
-            ax.axhline(avg, linestyle="--", color="black", label=f"{c['method']} ({avg:.1f})")
+            span = f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci is not None else ""
+            ax.axhline(avg, linestyle="--", color="black", label=f"{c['method']} ({avg:.1f}{span})")
+            if ci is not None:
+                ax.axhspan(ci[0], ci[1], color="black", alpha=0.08, linewidth=0)
         else:
-            lines[c["method"]].append((c["budget"], avg))
+            lines[c["method"]].append((c["budget"], avg, ci))
     for method, pts in lines.items():
-        pts.sort()
-        ax.plot([b for b, _ in pts], [a for _, a in pts], marker="o", label=method)
+        pts.sort(key=lambda p: p[0])
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=_yerr(pts), marker="o", capsize=3,
+                    label=method)
     if budgets:
         ax.set_xscale("log", base=2)
         ax.set_xticks(budgets)
         ax.set_xticklabels([str(b) for b in budgets])
     cfg, models = summary["config"], summary["models"]
     ax.set_xlabel("budget (prompt tokens kept)")
-    ax.set_ylabel("average score (0-100)")
+    ax.set_ylabel("average score (0-100), bootstrap 95% interval")
     ax.set_ylim(0, 100)
     n = max((max(c.values(), default=0) for c in summary["n"].values()), default=0)
     ax.set_title(f"specllama eval: {len(summary['tasks'])} task(s) x {n} sample(s) at {cfg['length']} tokens\n"

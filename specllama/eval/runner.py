@@ -7,8 +7,8 @@ and an interrupted run loses at most the job in flight. ``summary.json``, ``tabl
 ``plot.png`` are rewritten from the predictions at the end.
 
 Everything a user can get wrong (task, method, budget, length against the models' context, the
-LongBench path, missing data packages) is checked in :meth:`EvalConfig.__post_init__` and
-:func:`check_models` before any model loads.
+LongBench path, an unwritable ``--out``, missing data packages) is checked in
+:meth:`EvalConfig.__post_init__` and :func:`check_models` before any model loads.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from .. import pipeline
 from ..engine.sampling import SamplingConfig
 from ..errors import ConfigError, SpecllamaError
 from ..methods import METHODS, Budget, GenConfig, Method, make_method
+from ..methods.draftpass import EXACT, draft_pass_of
+from ..methods.specpc import SpecPCConfig
+from ..outpaths import check_writable_dir
 from ..prompt import Prompt
 from ..runtime import Runtime, RuntimeConfig
 from . import data, longbench
@@ -55,17 +58,20 @@ class Column:
 
     method: str
     budget: int | None = None
+    exact: bool = False  # specpc with the exact draft (``--exact-draft``): labelled ``specpc~exact``
 
     @property
     def label(self) -> str:
-        return self.method if self.budget is None else f"{self.method}@{self.budget}"
+        name = self.method + ("~exact" if self.exact else "")
+        return name if self.budget is None else f"{name}@{self.budget}"
 
     def build(self, n_predict: int = 256) -> Method:
         """The method, with each method's defaults; ``n_predict`` sizes draft lookaheads that
         default to the answer length (SpecKV, SpecKV-PC)."""
+        kw = {"cfg": SpecPCConfig(draft=EXACT)} if self.exact else {}
         if self.budget is None:
-            return make_method(self.method, n_predict=n_predict, seed=0)
-        return make_method(self.method, budget=Budget(tokens=self.budget), n_predict=n_predict, seed=0)
+            return make_method(self.method, n_predict=n_predict, seed=0, **kw)
+        return make_method(self.method, budget=Budget(tokens=self.budget), n_predict=n_predict, seed=0, **kw)
 
 
 def budget_free(name: str) -> bool:
@@ -88,6 +94,7 @@ class EvalConfig:
         longbench: a directory or file of LongBench's official JSONL.
         style: chat template or raw prompts.
         plot: write ``plot.png``.
+        exact_draft: add a ``specpc~exact`` column (the exact draft) beside each specpc column.
     """
 
     tasks: tuple[str, ...]
@@ -100,6 +107,7 @@ class EvalConfig:
     longbench: str | None = None
     style: PromptStyle = PromptStyle()
     plot: bool = True
+    exact_draft: bool = False
 
     def __post_init__(self):
         if not self.tasks:
@@ -112,6 +120,10 @@ class EvalConfig:
                                   "longbench or longbench/<dataset>")
         if len(set(self.tasks)) != len(self.tasks):
             raise ConfigError("--tasks lists a task twice")
+        if self.longbench is not None and not any(longbench.is_longbench(t) for t in self.tasks):
+            raise ConfigError(f"--longbench {self.longbench} is read only by LongBench tasks, and --tasks "
+                              "has none: add --tasks longbench (or longbench/<dataset>), or drop "
+                              "--longbench")
         if self.length < 1:
             raise ConfigError(f"--length must be >= 1, got {self.length}")
         if self.limit < 1:
@@ -134,7 +146,8 @@ class EvalConfig:
         # prompts' protected tokens are checked again once they are tokenized)
         stand_in = Prompt(np.zeros(self.length, dtype=np.int32), np.zeros(self.length, dtype=bool))
         for b in self.budgets:
-            Budget(tokens=b)  # >= 1
+            if b < 1:
+                raise ConfigError(f"--budgets must be >= 1, got {b}")
             if b >= self.length:
                 raise ConfigError(f"--budgets {b} is not below --length {self.length}: every method "
                                   "would read the whole prompt")
@@ -153,6 +166,8 @@ class EvalConfig:
                 cols.append(Column(m))
             else:
                 cols += [Column(m, b) for b in self.budgets]
+                if self.exact_draft and m == "specpc":
+                    cols += [Column(m, b, exact=True) for b in self.budgets]
         return cols
 
     @property
@@ -162,12 +177,23 @@ class EvalConfig:
     def describe(self) -> dict:
         return {"tasks": list(self.tasks), "length": self.length, "methods": list(self.methods),
                 "budgets": list(self.budgets), "limit": self.limit, "seed": self.seed,
-                "prompts": self.style.key(), "longbench": self.longbench}
+                "prompts": self.style.key(), "longbench": self.longbench, "exact_draft": self.exact_draft}
+
+
+def check_out(out: str) -> None:
+    """Refuse an ``--out`` that is a file, or where the outputs cannot be created (nothing is left
+    on disk by the check)."""
+    check_writable_dir(out, "--out")
+    for name in (PREDICTIONS, SUMMARY, "table.md", "plot.png"):
+        if os.path.isdir(os.path.join(out, name)):
+            raise ConfigError(f"--out {out}: {os.path.join(out, name)} is a directory, not a file")
 
 
 def check_models(cfg: EvalConfig, rt: RuntimeConfig) -> None:
-    """Refuse a length the target (or the draft, for draft-based methods) cannot read, and missing
-    packages (RULER's data, matplotlib for the plot), reading only GGUF headers."""
+    """Refuse an unwritable ``--out``, a length the target (or the draft, for draft-based methods)
+    cannot read, and missing packages (RULER's data, matplotlib for the plot), reading only GGUF
+    headers."""
+    check_out(cfg.out)
     readers = [("target", rt.target, rt.n_ctx or None)]
     if cfg.needs_draft and rt.draft:
         readers.append(("draft", rt.draft, None))
@@ -217,7 +243,10 @@ class Job:
 
 
 def record_key(sid: str, col: Column, target: str, draft: str | None) -> tuple:
-    return (sid, col.method, col.budget, target, draft)
+    """A job's identity in ``predictions.jsonl``: sample, method, budget, models and, for SpecPC,
+    how the draft ran (so that the sparse and the exact draft never stand in for each other)."""
+    dp = draft_pass_of(col.build()) if draft else None
+    return (sid, col.method, col.budget, target, draft) + ((dp.describe(),) if dp is not None else ())
 
 
 class PredictionStore:
@@ -330,9 +359,11 @@ def run(cfg: EvalConfig, rt: Runtime, log: LogFn = _stderr, stream=None) -> RunR
                        all_classes=s.meta.get("all_classes", ()))
             store.add({
                 "key": list(key(job)), "task": job.task, "index": s.index, "method": job.column.method,
+                "label": job.column.label,
                 "budget": job.column.budget, "ran": result.method, "pred": result.text,
                 "outputs": list(s.outputs), "score": sc, "stop": result.stop, "seconds": round(seconds, 3),
                 "length": s.length, "timings": result.timings.as_dict(), "notes": result.notes,
+                "seed": cfg.seed if job.task in TASKS else None,  # RULER's data seed (--compare checks it)
             })
             ran += 1
             progress.done(job.column.label, seconds, f"{job.task}#{s.index} {job.column.label} "

@@ -144,7 +144,8 @@ def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConf
                          lookahead: int, job: Job, positions: np.ndarray | None = None,
                          extra: np.ndarray | None = None,
                          on_prompt_logits: Callable[[int], None] | None = None,
-                         progress: Callable[[int, int], None] | None = None) -> AttentionScores:
+                         progress: Callable[[int, int], None] | None = None,
+                         local: tuple[int, int] | None = None) -> AttentionScores:
     """Prefill ``tokens`` into ``ctx`` reading the window's attention, plus lookahead queries.
 
     Two routes give the same probabilities: with flash attention off, llama.cpp's
@@ -165,6 +166,9 @@ def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConf
         on_prompt_logits: ``f(i)`` is called while the last prompt token's logits are current, as
             ``ctx.logits(i)`` / ``sampler.sample(ctx, i)``.
         progress: ``f(done, total)`` after each prefill chunk (see ``Context.decode``).
+        local: ``(n_sink, n_window)``: the queries before the scoring window attend only to the
+            first ``n_sink`` keys and the ``n_window`` keys before them (``Context.set_local_attn``);
+            the window and lookahead queries still attend to every key. None: full attention.
 
     Returns:
         per-key scores reduced over heads, queries, layers and steps, the lookahead tokens, and
@@ -216,6 +220,8 @@ def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConf
             on_prompt_logits(n - 1 - i0)
 
     out: list[int] = [int(t) for t in extra] if n_extra else []
+    if local is not None:
+        ctx.set_local_attn(local[0], local[1], int(pos[w0]))
     try:
         ctx.decode(feed, pos, split_at=[w0], logits_at=n - 1, before_chunk=before_chunk,
                    after_chunk=after_chunk, progress=progress)
@@ -234,6 +240,8 @@ def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConf
             next_pos += 1
     finally:
         tap.disarm()
+        if local is not None:
+            ctx.set_local_attn(0, 0, 0)
     t0 = time.perf_counter()
     blob = reader.finish(ctx)
     spent[0] += time.perf_counter() - t0

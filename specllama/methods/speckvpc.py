@@ -1,11 +1,15 @@
 """SpecKV-PC: SpecPC cuts the prompt to ``--budget-pc``, then SpecKV prunes the target's KV cache
-to ``--budget``, reusing the draft's lookahead answer generated during the SpecPC pass."""
+to ``--budget``, reusing the draft's lookahead answer generated during the SpecPC pass.
+
+The draft writes that answer, so its SpecPC pass is the exact one (all layers, full attention):
+the cheap draft of ``draftpass`` has no reliable answer to give."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from .base import Budget, Method
+from .draftpass import EXACT
 from .specpc import SpecPCConfig, SpecPCStage
 from .speckv import AttentionKVStage, SpecKVConfig
 
@@ -18,6 +22,6 @@ class SpecKVPC(Method):
                  cfg: SpecPCConfig = SpecPCConfig(), speckv: SpecKVConfig = SpecKVConfig(),
                  n_predict: int = 256, **_):
         lookahead = max(1, speckv.lookahead_len(n_predict))
-        pc = SpecPCStage(replace(cfg, lookahead=max(cfg.lookahead, lookahead)))
+        pc = SpecPCStage(replace(cfg, lookahead=max(cfg.lookahead, lookahead), draft=EXACT))
         super().__init__(prompt_stage=pc, kv_stage=AttentionKVStage(speckv, self.name), budget=budget,
                          budget_pc=budget_pc)

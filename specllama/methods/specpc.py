@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from ..select.scores import pool1d
 from ..select.topk import select_tokens
 from .base import Budget, Job, Method
 from .draft import AttentionConfig, score_with_attention
+from .draftpass import DraftPass
 
 POSITIONS = ("renumber", "original")
 
@@ -37,6 +38,7 @@ class SpecPCConfig:
         neighbours: span kept around each chosen token; None means ``kernel``.
         positions: ``renumber`` feeds the kept tokens at 0..k-1, ``original`` at their prompt
             positions.
+        draft: how the draft prefills the prompt (sparse attention, fewer layers, or exact).
     """
 
     attention: AttentionConfig = field(default_factory=AttentionConfig)
@@ -45,6 +47,7 @@ class SpecPCConfig:
     kernel: int = 64
     neighbours: int | None = None
     positions: str = "renumber"
+    draft: DraftPass = field(default_factory=DraftPass)
 
     def __post_init__(self):
         if self.lookahead < 1:
@@ -57,6 +60,9 @@ class SpecPCConfig:
             raise ConfigError(f"--neighbours must be >= 1, got {self.neighbours}")
         if self.positions not in POSITIONS:
             raise ConfigError(f"--positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
+        if self.draft.layers is not None and self.draft.layers > 0 and self.lookahead > 1:
+            raise ConfigError(f"--draft-layers cuts the draft, which then cannot write the {self.lookahead} "
+                              "lookahead tokens asked for; drop --draft-layers or use --lookahead 1")
 
 
 class SpecPCStage:
@@ -75,13 +81,15 @@ class SpecPCStage:
             raise ConfigError("--positions original needs llama.cpp built with patches/0001 "
                               "(run `make install`)")
         rt.check_same_tokenizer()
-        key = (hashlib.sha1(prompt.tokens.tobytes()).hexdigest(), self.cfg.attention, self.cfg.lookahead)
+        key = (hashlib.sha1(prompt.tokens.tobytes()).hexdigest(), self.cfg.attention, self.cfg.lookahead,
+               self.cfg.draft, rt.attn_route)
         hit = rt.score_cache.get(key) if rt.score_cache is not None else None
         if hit is None:
             t0 = time.perf_counter()
-            ctx, tap = rt.draft_ctx(prompt.n + self.cfg.lookahead)
-            att = score_with_attention(ctx, tap, rt.draft, prompt.tokens, self.cfg.attention, prompt.n,
-                                       self.cfg.lookahead, job)
+            model, attention, local = self.draft_pass(rt, prompt.n)
+            ctx, tap = rt.draft_ctx(prompt.n + self.cfg.lookahead, model)
+            att = score_with_attention(ctx, tap, model, prompt.tokens, attention, prompt.n,
+                                       self.cfg.lookahead, job, local=local)
             draft_ms = 1000.0 * (time.perf_counter() - t0)
             job.timings.draft_ms += draft_ms
             job.timings.draft_tokens += prompt.n + max(0, len(att.lookahead) - 1)
@@ -98,6 +106,21 @@ class SpecPCStage:
         job.timings.select_ms += 1000.0 * (time.perf_counter() - t1)
         return keep
 
+    def draft_pass(self, rt, n: int) -> tuple:
+        """The draft model to run (all its layers or a prefix), the attention settings with the
+        first scored layer fixed against the full draft, and the local-attention ``(sinks,
+        window)`` (None when exact, or when the prompt fits the local window anyway)."""
+        dp = self.cfg.draft
+        n_layer = rt.draft.info.n_layer
+        start = self.cfg.attention.start_layer
+        start = n_layer // 3 if start is None else start
+        if start >= n_layer:
+            raise ConfigError(f"--start-layer {start} leaves no layer of a {n_layer}-layer model")
+        run = dp.run_layers(n_layer, start, self.cfg.lookahead)
+        attention = replace(self.cfg.attention, start_layer=start)
+        local = (dp.sinks, dp.local_window) if dp.sparse and n > dp.sinks + dp.local_window else None
+        return rt.draft_prefix(run), attention, local
+
     def choose(self, scores: np.ndarray, budget: int, protected: np.ndarray) -> np.ndarray:
         """SpecPC's selection on draft scores ``[n]``: pool, expand to spans, keep window and
         ``protected[n]``; sorted indices ``[<=budget]``."""
@@ -112,3 +135,8 @@ class SpecPC(Method):
 
     def __init__(self, budget: Budget = Budget(), cfg: SpecPCConfig = SpecPCConfig(), **_):
         super().__init__(prompt_stage=SpecPCStage(cfg), budget=budget)
+
+    def describe(self) -> str:
+        """``specpc keep 0.2``, naming the draft pass when it is not the default one."""
+        dp = self.prompt_stage.cfg.draft
+        return super().describe() + ("" if dp == DraftPass() else f" ({dp.describe()})")

@@ -76,13 +76,13 @@ class Answer:
 def usage(result: Result) -> dict:
     """``prompt_tokens`` is the whole prompt as the client sent it; the kept count is in
     ``specllama.n_kept``."""
-    n_prompt, n_out = result.timings.n_prompt, int(len(result.tokens))
+    n_prompt, n_out = result.timings.n_prompt, result.n_generated
     return {"prompt_tokens": n_prompt, "completion_tokens": n_out, "total_tokens": n_prompt + n_out}
 
 
 def extras(result: Result) -> dict:
     t = result.timings
-    return {"timings": t.server_timings(),
+    return {"timings": t.server_timings(result.n_generated),
             "specllama": {"method": result.method, "n_prompt": t.n_prompt, "n_kept": t.n_kept,
                           "notes": list(result.notes)}}
 

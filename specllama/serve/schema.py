@@ -132,6 +132,16 @@ def parse_json(data: bytes) -> dict:
     return body
 
 
+def _text(s: str, where: str) -> str:
+    """``s`` unless it cannot be encoded as UTF-8 (a lone surrogate such as ``"\\ud800"``, which
+    JSON allows): a 400 naming the field, never a 500 from the tokenizer."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request(f"{where} is not valid Unicode text (a lone surrogate escape?)", where) from None
+    return s
+
+
 def parse_chat(body: Mapping[str, Any], strict: bool = True) -> ApiRequest:
     """Validate a chat completion body; ``strict`` also checks sampling and refused fields (local
     mode; an upstream checks its own)."""
@@ -153,7 +163,8 @@ def parse_completion(body: Mapping[str, Any], strict: bool = True) -> ApiRequest
         p = p[0]
     if not isinstance(p, str):
         raise bad_request("'prompt' must be a string (token-id prompts are not supported)", "prompt")
-    return _common(body, "completion", (Message("user", (Part(p, compressible=True),)),), True, strict)
+    return _common(body, "completion", (Message("user", (Part(_text(p, "prompt"), compressible=True),)),), True,
+                   strict)
 
 
 def _message(m: Any, i: int) -> Message:
@@ -170,7 +181,7 @@ def _message(m: Any, i: int) -> Message:
     compressible = role in COMPRESSIBLE_ROLES
     content = m.get("content")
     if isinstance(content, str):
-        return Message(ROLES[role], (Part(content, compressible),))
+        return Message(ROLES[role], (Part(_text(content, f"{where}.content"), compressible),))
     if not isinstance(content, list):
         raise bad_request(f"{where}.content must be a string or an array of text parts", f"{where}.content")
     parts = []
@@ -184,7 +195,7 @@ def _message(m: Any, i: int) -> Message:
         prot = p.get("protected")
         if prot is not None and not isinstance(prot, bool):
             raise bad_request(f"{pw}.protected must be true or false", f"{pw}.protected")
-        parts.append(Part(text, compressible if prot is None else not prot))
+        parts.append(Part(_text(text, f"{pw}.text"), compressible if prot is None else not prot))
     return Message(ROLES[role], tuple(parts))
 
 

@@ -179,7 +179,8 @@ def test_cell_median_is_per_field_and_counts_stay_integers():
 def test_report_bounds_use_the_faster_plain_prefill_and_skip_what_does_not_apply():
     rep = report()
     bounds = rep.bounds()
-    assert [(b.length, b.method) for b in bounds] == [(2048, "specpc"), (8192, "specpc")]  # not speckv
+    # keyed by row label (a method with its settings); not speckv
+    assert [(b.length, b.method) for b in bounds] == [(2048, "specpc keep 0.2"), (8192, "specpc keep 0.2")]
     b = bounds[1]
     assert b.draft_plain_variant == "plain_fa_on" and b.draft_plain_ms == pytest.approx(1000.0)
     assert b.target_prefill_ms == pytest.approx(800.0) and b.dense_ttft_ms == pytest.approx(4000.0)
@@ -190,6 +191,14 @@ def test_report_bounds_use_the_faster_plain_prefill_and_skip_what_does_not_apply
     # a method that fell back to dense has no bound
     rep.cells[1] = cell("specpc", 2048, 1000, 990, stages="prompt", needs_draft=True, ran="dense")
     assert [b.length for b in rep.bounds()] == [8192]
+    # a cheap draft pass is bounded by its own plain prefill, not the exact draft's
+    rep.cells[4].draft = "draft sparse 64+512"
+    assert rep.bounds() == []  # the probe did not time that pass
+    p.plain_pass = "draft sparse 64+512"
+    p.runs += [{"variant": "plain_pass", "ms": 300.0, "idle": True}]
+    (b,) = rep.bounds()
+    assert b.draft_plain_variant == "plain_pass" and b.draft_plain_ms == pytest.approx(300.0)
+    assert rep.draft_share(rep.cells[4]) == pytest.approx(280 * 4 / (990 * 4))
 
 
 def test_json_schema_round_trip_and_markdown():
@@ -280,7 +289,7 @@ def test_gguf_header_reader(tiny_path, tmp_path):
 
 # -- the command -------------------------------------------------------------------------------
 def sl(*args, timeout=300):
-    env = dict(os.environ, SPECLLAMA_CACHE="/nonexistent-specllama-cache")
+    env = dict(os.environ, SPECLLAMA_CACHE="/tmp/specllama-test-no-models")
     env.pop("SPECLLAMA_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "specllama", "bench", *args], capture_output=True, env=env,
                           timeout=timeout)
@@ -307,8 +316,9 @@ def test_smoke_run_fresh_process_per_cell(tiny_path, tiny_draft_path, tmp_path):
     assert sp["median"]["kv_bytes"] < d["cells"][3]["median"]["kv_bytes"]
     assert {c["prompt_sha256"] for c in d["cells"][2:]} == {d["probes"][1]["prompt_sha256"]}
     assert [b["length"] for b in d["bounds"]] == [500, 900]
-    assert set(d["probes"][0]["median_ms"]) == {"plain_fa_off", "plain_fa_on", "hooked", "captured", "qk_fa_on"}
-    assert d["probes"][0]["qk_overhead"] is not None
+    # the exact draft like for like (flash attention on: the Q·K route) and the cheap pass
+    assert set(d["probes"][0]["median_ms"]) == {"plain_fa_on", "captured", "plain_pass"}
+    assert d["probes"][0]["plain_pass"] == "draft sparse 64+512, 0.67 of the layers"
     assert json.loads(saved.read_text()) == d
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     err = p.stderr.decode()
@@ -388,46 +398,28 @@ def test_a_failing_run_hands_over_what_it_measured_so_far(tiny_path):
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_qk_prototype_scores_match_the_kq_soft_max_path(tmp_path, arch):
+def test_qk_route_scores_match_the_kq_soft_max_route(tmp_path, arch):
     import numpy as np
 
     from models.synth import TinySpec, write_tiny
-    from specllama.bench.qkscore import QKScorer, window_probs
-    from specllama.engine.context import ContextConfig
     from specllama.methods.base import GenConfig, Job
     from specllama.methods.draft import AttentionConfig, score_with_attention
     from specllama.runtime import Runtime, RuntimeConfig
 
     path = write_tiny(tmp_path / "m.gguf", TinySpec(arch=arch, n_layer=3))
+    got = {}
     with Runtime(RuntimeConfig(target=path, draft=path, n_threads=2, n_batch=128, n_ubatch=128)) as rt:
         bp = make_prompt(rt.target, 700)
         att = AttentionConfig(window=32, start_layer=1)
-        rt.attn_route = "kq"  # the reference: llama.cpp's own kq_soft_max, flash attention off
-        ctx, tap = rt.draft_ctx(bp.n + 1)
-        assert ctx.cfg.flash_attn is False
-        job = Job(prompt=bp.prompt, budget=bp.n, gen=GenConfig(), rt=rt, timings=Timings())
-        ref = score_with_attention(ctx, tap, rt.draft, bp.prompt.tokens, att, bp.n, 1, job).scores
-        qk = QKScorer(rt.draft, ContextConfig(n_ctx=1024, n_batch=128, n_ubatch=128, n_threads=2, flash_attn=True),
-                      att)
-        try:
-            got, numpy_ms = qk.score(bp.prompt.tokens)
-            again, _ = qk.score(bp.prompt.tokens)
-        finally:
-            qk.close()
-    # the kq_soft_max path reads K back from the f16 cache: agreement to f16 precision
-    np.testing.assert_allclose(got, ref, atol=2e-2)
-    np.testing.assert_array_equal(got, again)
-    assert set(np.argsort(-got)[:100]) == set(np.argsort(-ref)[:100]) and numpy_ms > 0
-    # causal mask and GQA mapping on a hand-sized case
-    q = np.zeros((2, 4, 8), np.float32)
-    k = np.zeros((5, 2, 8), np.float32)
-    p = window_probs(q, k, 3, group=2)
-    assert p.shape == (4, 2, 5)
-    np.testing.assert_allclose(p[:, 0], np.tile([0.25, 0.25, 0.25, 0.25, 0.0], (4, 1)))
-    np.testing.assert_allclose(p[:, 1], np.full((4, 5), 0.2))
-    k[0, 0, :], k[1, 1, :] = 5.0, 5.0  # KV head 0 points at key 0, KV head 1 at key 1
-    p = window_probs(np.ones((1, 4, 8), np.float32), k, 4, group=2)
-    assert list(p[:, 0].argmax(axis=-1)) == [0, 0, 1, 1]
+        for route in ("kq", "qk"):  # kq: llama.cpp's own kq_soft_max, flash attention off
+            rt.attn_route = route
+            ctx, tap = rt.draft_ctx(bp.n + 1)
+            assert ctx.cfg.flash_attn is (route == "qk")
+            job = Job(prompt=bp.prompt, budget=bp.n, gen=GenConfig(), rt=rt, timings=Timings())
+            got[route] = score_with_attention(ctx, tap, rt.draft, bp.prompt.tokens, att, bp.n, 1, job).scores
+    # the Q·K route reads K back from the f16 cache: agreement to f16 precision
+    np.testing.assert_allclose(got["qk"], got["kq"], atol=2e-2)
+    assert set(np.argsort(-got["qk"])[:100]) == set(np.argsort(-got["kq"])[:100])
 
 
 def test_capture_overhead_compares_like_with_like_flash_attention():

@@ -165,7 +165,7 @@ def test_run_interruptible_routes_sigint_to_the_callback():
 
 
 def sl(*args, stdin=None):
-    env = dict(os.environ, SPECLLAMA_CACHE="/nonexistent-specllama-cache")
+    env = dict(os.environ, SPECLLAMA_CACHE="/tmp/specllama-test-no-models")
     env.pop("SPECLLAMA_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "specllama", "chat", *args], input=stdin, capture_output=True,
                           env=env, timeout=120)

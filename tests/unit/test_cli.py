@@ -11,7 +11,7 @@ DOC = "the green sky and the blue grass. " * 60
 
 
 def sl(*args, stdin=None, env=None, cache=None):
-    e = dict(os.environ, SPECLLAMA_CACHE=str(cache or "/nonexistent-specllama-cache"))
+    e = dict(os.environ, SPECLLAMA_CACHE=str(cache or "/tmp/specllama-test-no-models"))
     e.pop("SPECLLAMA_DEBUG", None)
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "specllama", *args], input=stdin, capture_output=True, env=e,
@@ -47,7 +47,7 @@ def test_run_json_and_stdin(tiny_path, doc):
     p = sl("run", "-m", tiny_path, "--json", "-n", "3", "-t", "2", "--question", "q", stdin=DOC.encode())
     assert p.returncode == 0, p.stderr
     obj = json.loads(p.stdout)
-    assert obj["method"] == "dense" and obj["timings"]["predicted_n"] == 2
+    assert obj["method"] == "dense" and obj["timings"]["predicted_n"] == 3  # tokens, as usage counts them
     assert obj["n_kept"] == obj["n_prompt"] == len(obj["kept"])
 
 

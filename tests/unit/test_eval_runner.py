@@ -4,6 +4,7 @@ before any model loads."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -133,7 +134,7 @@ def test_progress_and_eta_on_stderr(tmp_path, tiny_runtime, calls):
 @pytest.mark.parametrize("kw,msg", [
     (dict(tasks=("niah_single_9",)), "unknown task 'niah_single_9'"),
     (dict(methods=("nope",)), "unknown method 'nope'"),
-    (dict(budgets=(0,)), "--budget must be >= 1"),
+    (dict(budgets=(0,)), "--budgets must be >= 1, got 0"),
     (dict(budgets=(512, 512)), "lists a budget twice"),
     (dict(budgets=(1024,)), "not below --length"),
     (dict(budgets=(32,)), "smaller than the protected window of 64"),
@@ -174,7 +175,10 @@ def invoke(args):
     (["--tasks", "niah_single_9"], "unknown task 'niah_single_9'"),
     (["--methods", "dense,nope"], "unknown method 'nope'"),
     (["--budgets", "256,abc"], "--budgets: 'abc' is not an integer"),
-    (["--budgets", "-5"], "--budget must be >= 1"),
+    (["--budgets", "-5"], "--budgets must be >= 1, got -5"),
+    (["--budgets", "0,-5"], "--budgets must be >= 1, got 0"),
+    (["--longbench", "/nonexistent"], "--longbench /nonexistent is read only by LongBench tasks"),
+    (["--out", "/proc/specllama-x"], "cannot create --out /proc/specllama-x in /proc"),
     (["--length", "8192"], "--length 8192 is over the target's limit"),
     (["--length", "2048", "-c", "1024"], "--length 2048 is over the target's limit"),
     (["--tasks", "longbench/qasper"], "LongBench tasks need --longbench PATH"),
@@ -189,6 +193,22 @@ def test_cli_bad_input_before_models_load(tmp_path, tiny_path, tiny_draft_path, 
     assert len(lines) == 1 and lines[0].startswith("specllama: error: ") and msg in lines[0], lines
     assert res.stdout == ""
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("where, msg", [
+    ("file", "is a file, not a directory"),
+    ("file/sub", "file is a file, not a directory"),
+])
+def test_cli_out_that_is_a_file_is_one_line_before_any_work(tmp_path, tiny_path, no_model_load, where, msg):
+    (tmp_path / "file").write_text("keep me")
+    out = tmp_path / where
+    res = invoke(["-m", tiny_path, "--tasks", TASK, "--length", "1024", "--methods", "dense", "--budgets",
+                  "384", "--limit", "1", "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("specllama: error: --out ") and msg in lines[0], lines
+    assert (tmp_path / "file").read_text() == "keep me"
+    assert set(os.listdir(tmp_path)) <= {"cache", "file"}  # no probe left behind
 
 
 def test_cli_length_over_draft_context(tmp_path, tiny_dir, no_model_load):

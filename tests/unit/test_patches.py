@@ -75,3 +75,13 @@ def test_0001_upstream_check_kept_when_switched_off(tiny_path):
     """The patch is opt-in: without the switch llama.cpp still refuses position gaps."""
     p = _run_gap(tiny_path, "0")
     assert p.returncode == 3, p.stdout + p.stderr[-2000:]
+
+
+def test_local_attention_patch_exports_its_function():
+    """patches/0002: the build exports llama_set_local_attn (tests/unit/test_sparse_draft.py checks
+    what it does)."""
+    from specllama.engine import lib
+
+    _require_built()
+    assert "0002-local-attention-mask.patch" in lib.build_info().get("patches", [])
+    assert lib.llama_set_local_attn is not None

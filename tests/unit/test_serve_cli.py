@@ -17,7 +17,7 @@ from specllama.serve import loadtest
 
 
 def env() -> dict:
-    e = dict(os.environ, SPECLLAMA_CACHE="/nonexistent-specllama-cache")
+    e = dict(os.environ, SPECLLAMA_CACHE="/tmp/specllama-test-no-models")
     for k in ("SPECLLAMA_DEBUG", "SPECLLAMA_API_KEY", "SPECLLAMA_UPSTREAM_API_KEY"):
         e.pop(k, None)
     return e

@@ -74,6 +74,8 @@ def test_chat_roles_and_protection():
     ([{"role": "user", "content": [{"type": "text", "text": "a", "protected": "yes"}]}],
      "messages[0].content[0].protected"),
     ([{"role": "assistant", "content": "x", "tool_calls": [{"id": "1"}]}], "messages[0].tool_calls"),
+    ([{"role": "user", "content": "\ud800"}], "messages[0].content"),  # a lone surrogate: 400, not 500
+    ([{"role": "user", "content": [{"type": "text", "text": "a\udfff"}]}], "messages[0].content[0].text"),
 ])
 def test_chat_bad_messages(messages, param):
     refused(parse_chat, {"messages": messages}, param=param)
@@ -214,3 +216,7 @@ def test_upstream_config_validation(url):
     up = UpstreamConfig(url="http://127.0.0.1:1/v1/", api_key="k")
     assert up.endpoint("/models") == "http://127.0.0.1:1/v1/models"
     assert up.headers() == {"Authorization": "Bearer k"}
+
+
+def test_completion_prompt_with_a_lone_surrogate_is_a_400():
+    refused(parse_completion, {"prompt": "x\ud800y"}, param="prompt")
