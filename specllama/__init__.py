@@ -15,7 +15,7 @@ from .methods import Budget, GenConfig, SpecKVConfig, SpecPCConfig, method_names
 from .pipeline import Result
 from .timings import Timings
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 __all__ = ["Session", "generate", "compress", "Compressed", "Result", "Timings", "Budget", "GenConfig",
            "SpecPCConfig", "SpecKVConfig", "method_names", "SpecllamaError", "ConfigError", "ModelError",

@@ -108,7 +108,9 @@ def build_prompt(model: Model, messages: list[Message], template: str | None = N
                 else:
                     content += p.text
             rendered.append((m.role, content))
-        text = apply_template(resolve_template(model, template), rendered, add_assistant, model.name)
+        text = apply_template(resolve_template(model, template), rendered, add_assistant, model.name,
+                              bos=model.special_text(model.bos), eos=model.special_text(model.eos),
+                              source="--chat-template" if template else None)
         for i, doc in enumerate(docs):
             mark = _SENTINEL.format(i)
             head, sep, text = text.partition(mark)

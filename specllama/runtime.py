@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .engine.capture import ATTN_PROBS, TensorTap
+from .engine.capture import ATTN_PROBS, TensorTap, qk_route
 from .engine.context import Context, ContextConfig
 from .engine.model import Model, check_gguf_path
 from .engine.prefix import layer_prefix
 from .errors import ConfigError, ModelError, PromptError
 
 CTX_ALIGN = 256
+ATTN_ROUTES = ("qk", "kq")
 
 
 def round_ctx(n: int) -> int:
@@ -77,9 +78,19 @@ class Runtime:
         # Optional memo of draft attention scores per prompt (eval turns it on to score one prompt at
         # several budgets with one draft pass; timing runs leave it off).
         self.score_cache: dict | None = None
-        # "qk" (default): read attention with flash attention on where possible; "kq": always read
-        # llama.cpp's kq_soft_max with flash attention off (the reference route, for comparison).
         self.attn_route = "qk"
+
+    @property
+    def attn_route(self) -> str:
+        """``qk`` (default): read attention with flash attention on where possible; ``kq``: always
+        read llama.cpp's kq_soft_max with flash attention off (the reference route)."""
+        return self._attn_route
+
+    @attn_route.setter
+    def attn_route(self, route: str) -> None:
+        if route not in ATTN_ROUTES:
+            raise ConfigError(f"attention route must be one of {', '.join(ATTN_ROUTES)}, got {route!r}")
+        self._attn_route = route
 
     # -- models -------------------------------------------------------------------------------
     @property
@@ -152,9 +163,7 @@ class Runtime:
 
     def _attn_flash(self, model: Model) -> bool:
         """Flash attention for a context whose attention is read: on where the queries-and-keys
-        route can recompute it (``methods.draft.qk_route``), off otherwise (``kq_soft_max``)."""
-        from .methods.draft import qk_route
-
+        route can recompute it (``engine.capture.qk_route``), off otherwise (``kq_soft_max``)."""
         return self.attn_route != "kq" and qk_route(model)
 
     def target_attn_ctx(self, n_ctx: int) -> tuple[Context, TensorTap]:

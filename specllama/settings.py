@@ -1,7 +1,7 @@
 """Settings as the front ends receive them (flag names as keys) turned into typed configs.
 
 The CLI, the chat REPL and the server all describe a request with the same option names (those of
-``cli/options.py``, e.g. ``method``, ``budget``, ``keep``, ``window``, ``n_predict``, ``temp``);
+``options.py``, e.g. ``method``, ``budget``, ``keep``, ``window``, ``n_predict``, ``temp``);
 this module is the one place that turns such a dict into a ``RuntimeConfig``, a ``Method`` and a
 ``GenConfig``, applying each method's own defaults to the options left unset.
 """

@@ -7,10 +7,11 @@ should do next; a user mistake raises a ``SpecllamaError`` whose one line the RE
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Callable
 
-from ..cli.inputs import read_file
+from ..inputs import read_file
 from ..errors import ConfigError, PromptError
 from .session import ChatSession
 
@@ -18,7 +19,9 @@ HELP = """\
 Commands:
   /read FILE        attach a document to your next message (repeat for several)
   /set KEY VALUE    change a setting: method NAME, budget N, keep F, temp T, n N, stats on|off
-  /show             settings, models and context use
+  /set parameter NAME VALUE   Ollama's names: temperature, num_predict, top_k, top_p, seed
+  /set system TEXT  the system prompt (never compressed) from the next message on
+  /show [info]      settings, models, template, context use; /show system, /show parameters
   /stats            what the last turn did: kept tokens, reuse, draft and target time, TTFT, t/s
   /clear            forget the conversation (the system prompt stays)
   /regen            answer the last message again
@@ -29,7 +32,21 @@ Input:
   conversation; Ctrl-C twice at an empty prompt leaves with code 130."""
 
 COMMANDS = ("/read", "/set", "/show", "/stats", "/clear", "/regen", "/help", "/bye", "/exit")
-SET_KEYS = ("method", "budget", "keep", "temp", "n", "stats")
+SET_KEYS = ("method", "budget", "keep", "temp", "n", "stats", "parameter", "system")
+# Ollama's /set parameter names -> the session's option names
+PARAMETERS = {"temperature": ("temp", float), "num_predict": ("n_predict", int), "top_k": ("top_k", int),
+              "top_p": ("top_p", float), "seed": ("seed", int)}
+# CLI flags in config errors -> the REPL command that sets the same thing
+_FLAG_NAMES = {"--budget": "/set budget", "--keep": "/set keep", "--temp": "/set temp", "-n": "/set n",
+               "--method": "/set method", "--top-k": "/set parameter top_k", "--top-p": "/set parameter top_p",
+               "--seed": "/set parameter seed"}
+_FLAG_RE = re.compile(r"(?<![\w-])(" + "|".join(re.escape(f) for f in sorted(_FLAG_NAMES, key=len, reverse=True))
+                      + r")(?![\w-])")
+
+
+def repl_words(message: str) -> str:
+    """A config error's message with CLI flags named as the REPL commands that set them."""
+    return _FLAG_RE.sub(lambda m: _FLAG_NAMES[m.group(1)], message)
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,12 @@ def set_changes(key: str, value: str) -> dict:
         return {"temp": _number(float, key, value)}
     if key == "n":
         return {"n_predict": _number(int, key, value)}
+    if key == "parameter":
+        name, _, raw = value.partition(" ")
+        if name.lower() not in PARAMETERS or not raw.strip():
+            raise ConfigError(f"usage: /set parameter NAME VALUE with NAME one of {', '.join(PARAMETERS)}")
+        opt, kind = PARAMETERS[name.lower()]
+        return {opt: _number(kind, f"parameter {name.lower()}", raw.strip())}
     raise ConfigError(f"/set knows {', '.join(SET_KEYS)}; got {key!r}")
 
 
@@ -126,14 +149,34 @@ class Commands:
             self.stats = value.lower() == "on"
             self.say(f"stats {'on' if self.stats else 'off'}")
             return
-        self.session.configure(**set_changes(key, value))
+        if key == "system":
+            self.session.conv.system = _unquote(value) or None
+            self.say("system prompt set; it applies from your next message")
+            return
+        try:
+            self.session.configure(**set_changes(key, value))
+        except ConfigError as exc:
+            raise ConfigError(repl_words(str(exc))) from None
         m = self.session.method
         if key in ("method", "budget", "keep"):
             self.say(f"method: {m.describe()}")
         else:
             self.say(f"{key} = {value}")
 
-    def do_show(self, _arg: str) -> None:
+    def do_show(self, arg: str) -> None:
+        what = arg.strip().lower()
+        if what == "system":
+            self.say(self.session.conv.system or "(no system prompt)")
+            return
+        if what == "parameters":
+            o = self.session.gen
+            s = o.sampling
+            for name, v in (("temperature", s.temp), ("num_predict", o.n_predict), ("top_k", s.top_k),
+                            ("top_p", s.top_p), ("seed", s.seed)):
+                self.say(f"{name:<12} {v}")
+            return
+        if what not in ("", "info"):
+            raise ConfigError(f"/show takes info, system or parameters, got {arg.strip()!r}")
         for k, v in self.session.facts():
             self.say(f"{k:<9} {v}")
         self.say(f"{'stats':<9} {'on' if self.stats else 'off'}")

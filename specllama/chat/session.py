@@ -110,7 +110,7 @@ class ChatSession:
     Args:
         rt: the models (the session creates its own contexts from them).
         options: the CLI's option dict; method and generation settings are built from it with
-            ``cli.options.method_from`` / ``gen_config`` and changed with :meth:`configure`.
+            ``settings.method_from`` / ``gen_config`` and changed with :meth:`configure`.
         template: chat template name or Jinja text overriding the target GGUF's.
         system: the system prompt (never compressed).
         reuse: keep the KV of earlier turns (False re-prefills the whole conversation each turn,

@@ -19,7 +19,7 @@ from ..engine import lib
 from ..errors import ConfigError, ModelError, SpecllamaError
 from ..methods import METHODS
 from ..outpaths import check_writable_file
-from .options import method_options, model_options
+from ..options import method_options, model_options
 from ..preflight import prepare_runtime
 from ..settings import DRAFT_FLAGS, method_from, runtime_config
 from .flags import check_method_flags

@@ -12,9 +12,9 @@ from ..errors import ConfigError, Interrupted, PromptError
 from ..preflight import prepare_runtime
 from ..runtime import Runtime
 from .flags import check_method_flags
-from .inputs import read_prompt
+from ..inputs import read_prompt
 from ..settings import runtime_config, wants_draft
-from .options import gen_options, method_options, model_options, prompt_options
+from ..options import gen_options, method_options, model_options, prompt_options
 from .output import note
 
 

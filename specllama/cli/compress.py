@@ -21,7 +21,7 @@ from ..preflight import prepare_runtime
 from ..prompt import compressed_messages
 from ..runtime import Runtime
 from .flags import check_method_flags
-from .options import method_options, model_options, prompt_options
+from ..options import method_options, model_options, prompt_options
 from ..settings import method_from, runtime_config
 from .output import note
 from .run import load_request

@@ -16,7 +16,7 @@ from ..methods import method_names
 from ..preflight import prepare_runtime
 from ..runtime import Runtime
 from ..settings import runtime_config
-from .options import model_options
+from ..options import model_options
 from .output import note
 
 

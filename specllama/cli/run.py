@@ -13,9 +13,9 @@ from ..prompt import build_prompt, document_request
 from ..runtime import Runtime
 from ..settings import gen_config, method_from, runtime_config, wants_draft
 from .flags import check_method_flags
-from .inputs import read_prompt
+from ..inputs import read_prompt
 from .serve import upstream_from, upstream_options, upstream_runtime
-from .options import gen_options, method_options, model_options, prompt_options
+from ..options import gen_options, method_options, model_options, prompt_options
 from .output import note
 
 

@@ -20,7 +20,7 @@ from ..runtime import Runtime
 from ..serve.config import LOOPBACK, MiB, ServeConfig, UpstreamConfig
 from ..settings import gen_config, method_from, runtime_config, wants_draft
 from .flags import check_method_flags
-from .options import _stack, gen_options, method_options, model_options
+from ..options import _stack, gen_options, method_options, model_options
 from .output import note
 
 
@@ -104,7 +104,7 @@ def serve(host: str, port: int, api_key: str | None, alias: str | None, chat_tem
     requests are compressed, then forwarded to the upstream server.
     """
     try:
-        from ..serve.app import build_app
+        from ..serve.asgi import build_app
         from ..serve.schema import method_fields
         from ..serve.server import Server, listen, log_config
         from ..serve.upstream import check_prompt_only

@@ -26,6 +26,13 @@ import numpy as np
 from .lib import C, GGML_TYPE_F32, GGMLTensor, ggml_backend_tensor_get
 
 ATTN_PROBS = "kq_soft_max"
+QK_ARCHS = ("llama", "qwen2")  # plain scaled dot-product attention over RoPE'd Q and K
+
+
+def qk_route(model) -> bool:
+    """True when attention can be recomputed from captured queries and cached keys, so the
+    model's context may keep flash attention on (no sliding window, no soft-capping)."""
+    return model.info.arch in QK_ARCHS and model.info.n_swa == 0
 _LAYER_RE = re.compile(rb"^(.*)-(\d+)$")
 
 Sink = Callable[[str, int, np.ndarray], None]

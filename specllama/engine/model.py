@@ -197,5 +197,13 @@ class Model:
     def bos(self) -> int:
         return int(C.llama_vocab_bos(self.vocab))
 
+    @property
+    def eos(self) -> int:
+        return int(C.llama_vocab_eos(self.vocab))
+
+    def special_text(self, token: int) -> str:
+        """A special token's text (``<|im_end|>``), "" for none (-1); for chat templates."""
+        return "" if token < 0 else self.token_bytes(token, special=True).decode("utf-8", "replace")
+
     def __repr__(self) -> str:
         return f"Model({self.name!r}, role={self.role!r})"

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..engine.capture import ATTN_PROBS
+from ..engine.capture import ATTN_PROBS, qk_route
 from ..engine.kvstate import read_keys
 from ..errors import ConfigError
 from ..select.scores import Reduction, ScoreAccumulator, attention_probs, linear_query_weights
@@ -72,15 +72,6 @@ class AttentionScores:
     blocks: int
     skipped: int
     blob: bytes | None = None
-
-
-QK_ARCHS = ("llama", "qwen2")  # plain scaled dot-product attention over RoPE'd Q and K
-
-
-def qk_route(model) -> bool:
-    """True when attention can be recomputed from captured queries and cached keys, so the
-    model's context may keep flash attention on (no sliding window, no soft-capping)."""
-    return model.info.arch in QK_ARCHS and model.info.n_swa == 0
 
 
 class _ProbsReader:
@@ -178,6 +169,11 @@ def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConf
     n = len(tokens)
     window = min(cfg.window, n)
     n_extra = 0 if extra is None else len(extra)
+    rows = min(window + n_extra, ctx.cfg.n_batch)  # scoring rows per decode call
+    if rows > ctx.cfg.n_ubatch:
+        what = f"--window {window}" + (f" + {n_extra} lookahead tokens" if n_extra else "")
+        raise ConfigError(f"-ub {ctx.cfg.n_ubatch} splits the {window + n_extra} scoring rows ({what}) over "
+                          f"micro-batches, whose attention cannot be read together; use -ub {rows} or more")
     layers = cfg.layers(info.n_layer)
     acc = ScoreAccumulator(n_keys, info.n_head, info.n_head_kv, cfg.reduction)
     if ctx.cfg.flash_attn:
@@ -229,8 +225,10 @@ def score_with_attention(ctx, tap, model, tokens: np.ndarray, cfg: AttentionConf
         next_pos = int(pos[-1]) + 1
         for step in range(0 if n_extra else lookahead):
             tok = int(np.argmax(ctx.logits()))
+            if model.is_eog(tok):
+                break  # like greedy_continuation: the lookahead never holds end of generation
             out.append(tok)
-            if step == lookahead - 1 or model.is_eog(tok):
+            if step == lookahead - 1:
                 break  # a generated token's own query is only read once it is fed back
             reader.begin(np.array([next_pos], dtype=np.int32), None)
             tap.arm()

@@ -5,6 +5,8 @@ upstream (llama-server, vLLM) that runs the target.
 * :mod:`.schema`: request bodies -> prompt, generation and method settings (OpenAI-style 400s).
 * :mod:`.worker`: the one thread that owns the runtime; a bounded queue; cancellation.
 * :mod:`.app`: the Starlette routes; :mod:`.responses`: response bodies and SSE chunks.
+* :mod:`.llama_api`, :mod:`.llama_schema`: llama-server's own endpoints (``/completion``,
+  ``/tokenize``, ``/detokenize``, ``/props``, ``/metrics``); :mod:`.metrics`: Prometheus counters.
 * :mod:`.upstream`: compress-then-forward, for the server and for ``run``/``chat --upstream``.
 * :mod:`.server`: binding and uvicorn; :mod:`.loadtest`: a bounded loopback load test.
 

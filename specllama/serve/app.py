@@ -1,7 +1,9 @@
 """The Starlette application: OpenAI-compatible routes over one :class:`Worker`.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models`` (API key
-checked when one is set) and ``GET /health`` (never).
+checked when one is set) and ``GET /health`` (never); llama-server's own (``/completion``,
+``/tokenize``, ``/detokenize``, ``/props``, ``/metrics``) come from :mod:`.llama_api`, and :mod:`.asgi` joins them. Every request
+is counted for ``/metrics`` (:class:`.metrics.CountRequests`).
 
 Local mode runs the pipeline in the worker. Upstream mode (``cfg.upstream``) runs only the prompt
 compression in the worker and forwards the shorter request, streaming passed through; its
@@ -21,11 +23,8 @@ import time
 from functools import partial
 from typing import Any, Awaitable, Callable
 
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
 
 from ..errors import SpecllamaError
 from ..methods.base import GenConfig, Method
@@ -33,7 +32,8 @@ from ..pipeline import Result, generate
 from ..prompt import build_prompt
 from ..runtime import Runtime
 from .config import ServeConfig
-from .errors import ApiError, PromptTooLong, error_body, from_specllama
+from .errors import ApiError, PromptTooLong, from_specllama
+from .metrics import Metrics
 from .responses import DONE, Answer, sse
 from .schema import ApiRequest, build_method, gen_config, parse_chat, parse_completion, parse_json
 from .upstream import AsyncUpstream, check_prompt_only, compress_prompt, rewrite_body
@@ -117,12 +117,13 @@ def event_error(ev: Event) -> ApiError:
 
 
 class Api:
-    """The routes and their state; :func:`build_app` wraps it in a Starlette app."""
+    """The routes and their state; :func:`.asgi.build_app` wraps it in a Starlette app."""
 
     def __init__(self, cfg: ServeConfig, rt: Runtime):
         self.cfg = cfg
         self.rt = rt
         self.worker = Worker(rt, cfg.queue_size)
+        self.metrics = Metrics()
         self.upstream: AsyncUpstream | None = None
         self.has_draft = rt.has_draft
         self.model_id = cfg.alias or rt.target.name
@@ -235,6 +236,7 @@ class Api:
         """The job: tokenize, run the pipeline, log one summary line (worker thread)."""
         prompt = self.tokenize(rt, req)
         result = generate(rt, prompt, method, gen, on_text=emit)
+        self.metrics.observe(result)
         for n in result.notes:
             log.info("%s", n)
         log.info("%s: %s", result.method, result.timings.summary())
@@ -273,6 +275,7 @@ class Api:
             body = rewrite_body(body, comp, req.kind)
             info.update(method=name, n_kept=comp.n_kept, notes=comp.notes,
                         draft_ms=round(comp.timings.draft_ms, 3), select_ms=round(comp.timings.select_ms, 3))
+        self.metrics.observe_prompt(info["n_prompt"], info["n_kept"])
         log.info("%s: kept %d/%d tokens | draft %.2f s", info["method"], info["n_kept"], info["n_prompt"],
                  info.get("draft_ms", 0.0) / 1000)
         emit("")  # a cancellation point before forwarding
@@ -314,41 +317,3 @@ def _async(fn: Callable[[], Any]) -> Callable[[], Awaitable[None]]:
     async def call() -> None:
         fn()
     return call
-
-
-def build_app(cfg: ServeConfig, rt: Runtime) -> Starlette:
-    """The ASGI app; the worker it starts owns ``rt`` and closes it at shutdown."""
-    srv = Api(cfg, rt)
-
-    def guard(handler):
-        async def endpoint(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ApiError as exc:
-                return api_error(exc)
-            except ClientGone:
-                return Response(status_code=499)  # nobody is listening
-            except SpecllamaError as exc:
-                return api_error(from_specllama(exc))
-        return endpoint
-
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        msg = {404: f"no route {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
-        body = error_body(msg.get(exc.status_code, str(exc.detail)), "invalid_request_error")
-        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-    async def internal_error(request: Request, exc: Exception) -> Response:
-        log.exception("internal error")
-        return JSONResponse(error_body(f"internal error: {type(exc).__name__}", "server_error"), status_code=500)
-
-    routes = [
-        Route("/health", guard(srv.health), methods=["GET"]),
-        Route("/v1/models", guard(srv.models), methods=["GET"]),
-        Route("/v1/chat/completions", guard(srv.chat), methods=["POST"]),
-        Route("/v1/completions", guard(srv.completions), methods=["POST"]),
-    ]
-    app = Starlette(routes=routes, lifespan=srv.lifespan,
-                    exception_handlers={HTTPException: http_error, Exception: internal_error})
-    app.state.api = srv
-    return app
-

@@ -59,7 +59,7 @@ class ServeConfig:
 
     Attributes:
         host, port: where to listen; loopback by default (``--host``, ``--port``; 0 picks a port).
-        api_key: if set, every ``/v1`` request must send ``Authorization: Bearer <key>``.
+        api_key: if set, every request but ``GET /health`` must send ``Authorization: Bearer <key>``.
         alias: the model id reported by ``/v1/models`` and in responses [default: target file name].
         queue_size: requests that may wait while one runs; more get 503.
         max_body_bytes: largest request body accepted (413 above).

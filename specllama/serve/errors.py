@@ -14,6 +14,7 @@ class ApiError(Exception):
 
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
                  headers: dict[str, str] | None = None):
+        message, param = _utf8(message), _utf8(param)
         super().__init__(message)
         self.status = status
         self.message = message
@@ -27,6 +28,12 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         return error_body(self.message, self.type, self.param, self.code)
+
+
+def _utf8(s: str | None) -> str | None:
+    """``s`` with lone surrogates (a field name such as ``"\\ud800"`` quoted back) escaped, so the
+    error body can always be encoded."""
+    return None if s is None else s.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:

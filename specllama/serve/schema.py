@@ -207,6 +207,8 @@ def _common(body: Mapping[str, Any], kind: str, messages: tuple[Message, ...], r
         raise bad_request("'stream_options' must be an object", "stream_options")
     include_usage = bool(so and _opt(so, "include_usage", bool, "stream_options.include_usage"))
     model = _opt(body, "model", str)
+    if model is not None:
+        _text(model, "model")  # it is quoted back in the answer
     opts = parse_method_opts(body.get(EXT))
     if not strict:
         return ApiRequest(kind, messages, raw, stream, include_usage, model, method_opts=opts, body=body)
@@ -266,7 +268,7 @@ def _max_tokens(body: Mapping[str, Any]) -> int | None:
 @lru_cache(maxsize=1)
 def method_fields() -> dict[str, click.Option]:
     """The method flags of ``specllama run`` by parameter name (``budget``, ``keep``, ...)."""
-    from ..cli.options import method_options
+    from ..options import method_options
 
     @method_options
     def probe(**_):  # pragma: no cover - never called

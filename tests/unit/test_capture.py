@@ -177,7 +177,7 @@ def test_flash_attention_route_recomputes_the_same_scores(tiny_path, lookahead, 
 
 def test_flash_attention_route_is_refused_for_sliding_window_models(tiny_dir):
     from specllama.errors import ConfigError
-    from specllama.methods.draft import qk_route
+    from specllama.engine.capture import qk_route
 
     path = write_tiny(tiny_dir / "tiny-gemma3-qk.gguf", TinySpec(arch="gemma3", n_layer=6, sliding_window=16))
     with Model(path) as m:

@@ -102,8 +102,10 @@ def test_chat_template_applies_and_unknown_template_is_refused(tiny_path):
     with Model(tiny_path) as m:
         text = apply_template(m.chat_template(), [("user", "hi")])
         assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
-    with pytest.raises(ModelError, match="chat template"):
+    with pytest.raises(ConfigError, match="Jinja syntax error on line 1"):
         apply_template("{{ not a known template }}", [("user", "hi")])
+    with pytest.raises(ConfigError, match="unknown chat template name 'nope'"):
+        apply_template("nope", [("user", "hi")])
 
 
 def test_ubatch_larger_than_batch_is_refused():

@@ -15,7 +15,7 @@ openai = pytest.importorskip("openai")
 from models.synth import WORDS  # noqa: E402
 from specllama.methods import method_names  # noqa: E402
 from specllama.runtime import Runtime, RuntimeConfig  # noqa: E402
-from specllama.serve.app import build_app  # noqa: E402
+from specllama.serve.asgi import build_app  # noqa: E402
 from specllama.serve.config import ServeConfig  # noqa: E402
 from specllama.serve.server import Server, listen  # noqa: E402
 

@@ -19,7 +19,7 @@ from specllama.methods import make_method  # noqa: E402
 from specllama.methods.base import Budget, GenConfig  # noqa: E402
 from specllama.prompt import build_prompt, document_request  # noqa: E402
 from specllama.runtime import Runtime, RuntimeConfig  # noqa: E402
-from specllama.serve.app import build_app  # noqa: E402
+from specllama.serve.asgi import build_app  # noqa: E402
 from specllama.serve.config import ServeConfig, UpstreamConfig  # noqa: E402
 from specllama.serve.server import Server, listen  # noqa: E402
 from specllama.serve.upstream import DraftRuntime, UpstreamError, generate_upstream  # noqa: E402

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..engine.sampling import DEFAULT_SEED
-from ..methods import method_names
-from ..methods.draftpass import DRAFT_ATTN
-from ..methods.specpc import POSITIONS
+from .engine.sampling import DEFAULT_SEED
+from .methods import method_names
+from .methods.draftpass import DRAFT_ATTN
+from .methods.specpc import POSITIONS
 
 
 def _stack(*decorators):

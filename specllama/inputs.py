@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import PromptError
+from .errors import PromptError
 
 
 def decode_utf8(data: bytes, source: str) -> str:
