@@ -6,9 +6,14 @@ Why a custom build: llama-cpp-python's default ``-march=native`` build segfaults
 ``llama_decode`` on Intel CPUs with AMX (upstream llama.cpp #20824), and pip's wheel cache ignores
 CMAKE_ARGS. So the sdist is downloaded, the patches in ``patches/`` are applied, and it is built with
 GGML_NATIVE=OFF plus exactly the instruction sets /proc/cpuinfo reports (AMX stays off). On macOS
-the native build (with Metal) is used. ``SPECLLAMA_CUDA=1`` adds ``-DGGML_CUDA=on``.
+the native build (with Metal) is used.
 
-Usage: python3 scripts/install.py [--no-models] [--force-build] [--cuda]
+CUDA: ``--cuda`` (or ``SPECLLAMA_CUDA=1``) adds ``-DGGML_CUDA=on``; it needs the CUDA toolkit's ``nvcc``
+(on PATH, in ``$CUDACXX``, ``$CUDA_HOME/bin`` or ``/usr/local/cuda/bin``). ``CMAKE_CUDA_ARCHITECTURES``
+from the environment (e.g. ``90`` for an H100/H200) builds for that GPU only, which cuts the build time
+several-fold. Once a CUDA build is installed, a plain re-run keeps it; ``--cpu`` rebuilds for the CPU.
+
+Usage: python3 scripts/install.py [--no-models] [--force-build] [--cuda | --cpu]
 """
 
 from __future__ import annotations
@@ -85,7 +90,29 @@ def cmake_args(cuda: bool) -> str:
     # elsewhere (macOS arm64 with Metal, Linux arm64): llama.cpp's native defaults are safe
     if cuda:
         args.append("-DGGML_CUDA=on")
+        archs = os.environ.get("CMAKE_CUDA_ARCHITECTURES", "").strip()
+        if archs:
+            args.append(f"-DCMAKE_CUDA_ARCHITECTURES={archs}")
     return " ".join(args)
+
+
+def find_nvcc() -> str | None:
+    """The CUDA compiler a CUDA build would use, or None."""
+    env = os.environ.get("CUDACXX")
+    if env:
+        return env if Path(env).is_file() else None
+    cands = [shutil.which("nvcc")]
+    for root in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if root:
+            cands.append(str(Path(root) / "bin" / "nvcc"))
+    return next((c for c in cands if c and Path(c).is_file()), None)
+
+
+def nvcc_version(nvcc: str) -> str:
+    """``release X.Y`` line of ``nvcc --version`` (part of the build key: a new toolkit rebuilds)."""
+    proc = run([nvcc, "--version"], capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if "release" in ln]
+    return lines[-1].strip() if proc.returncode == 0 and lines else "unknown"
 
 
 def patch_series() -> list[Path]:
@@ -94,10 +121,13 @@ def patch_series() -> list[Path]:
     return [PATCH_DIR / n for n in names]
 
 
-def build_key(cargs: str) -> str:
+def build_key(cargs: str, toolchain: str = "") -> str:
+    """Hash of everything the build depends on: version, CMake flags (CUDA on/off, architectures),
+    the CUDA toolkit's version for a CUDA build, and the patch series."""
     h = hashlib.sha256()
     h.update(LLAMA_CPP_PYTHON.encode())
     h.update(cargs.encode())
+    h.update(toolchain.encode())
     for p in patch_series():
         h.update(p.name.encode())
         h.update(p.read_bytes())
@@ -151,16 +181,35 @@ def extract_and_patch(tgz: Path) -> Path:
     return src
 
 
-def build_llama(cuda: bool, force: bool) -> None:
-    cargs = cmake_args(cuda)
-    key = build_key(cargs)
+def build_llama(cuda: bool | None, force: bool) -> None:
+    """Build and install llama-cpp-python unless the installed build has this machine's key.
+
+    ``cuda``: True (``--cuda``), False (``--cpu``) or None: keep what is installed (a CUDA build stays
+    a CUDA build), CPU otherwise.
+    """
     info = installed_stamp()
-    if not force and info and info.get("stamp") and info["stamp"].get("key") == key:
+    stamp = (info or {}).get("stamp") or {}
+    if cuda is None:
+        cuda = bool(stamp.get("cuda")) or "-DGGML_CUDA=on" in stamp.get("cmake_args", "")
+        if cuda:
+            say("keeping the installed CUDA build's flavour (pass --cpu to rebuild for the CPU only)")
+    env = dict(os.environ)
+    toolchain = ""
+    if cuda:
+        nvcc = find_nvcc()
+        if nvcc is None:
+            die("--cuda needs the CUDA toolkit's nvcc (not on PATH, $CUDACXX, $CUDA_HOME/bin or "
+                "/usr/local/cuda/bin); install the CUDA toolkit or build without --cuda")
+        env["CUDACXX"] = nvcc
+        toolchain = nvcc_version(nvcc)
+    cargs = cmake_args(cuda)
+    key = build_key(cargs, toolchain)
+    if not force and stamp.get("key") == key:
         say(f"llama-cpp-python {LLAMA_CPP_PYTHON} already built for this machine ({key})")
         return
     src = extract_and_patch(fetch_sdist())
     say(f"building llama-cpp-python {LLAMA_CPP_PYTHON} (5-10 minutes) with CMAKE_ARGS={cargs}")
-    env = dict(os.environ, CMAKE_ARGS=cargs, FORCE_CMAKE="1")
+    env.update(CMAKE_ARGS=cargs, FORCE_CMAKE="1")
     env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
     t0 = time.time()
     log = BUILD_DIR / "build.log"
@@ -176,8 +225,8 @@ def build_llama(cuda: bool, force: bool) -> None:
         die("llama-cpp-python build failed; last lines of " + str(log) + ":\n" + "\n".join(tail))
     # llama-cpp-python's own runtime dependencies (the build used --no-deps)
     pip("typing-extensions>=4.5", "diskcache>=5.6.1", "jinja2>=2.11.3", "numpy>=1.24")
-    stamp = {"key": key, "cmake_args": cargs, "patches": [p.name for p in patch_series()],
-             "built": time.strftime("%Y-%m-%d %H:%M:%S")}
+    stamp = {"key": key, "cmake_args": cargs, "cuda": bool(cuda), "toolchain": toolchain,
+             "patches": [p.name for p in patch_series()], "built": time.strftime("%Y-%m-%d %H:%M:%S")}
     code = ("import json, pathlib, sys, llama_cpp; (pathlib.Path(llama_cpp.__file__).parent / %r)"
             ".write_text(sys.argv[1])" % STAMP_NAME)
     run([sys.executable, "-c", code, json.dumps(stamp)], check=True)
@@ -188,9 +237,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-models", action="store_true", help="skip pulling the default model pair")
     ap.add_argument("--force-build", action="store_true", help="rebuild llama-cpp-python")
-    ap.add_argument("--cuda", action="store_true", default=os.environ.get("SPECLLAMA_CUDA") == "1",
-                    help="build with CUDA (-DGGML_CUDA=on)")
+    flavour = ap.add_mutually_exclusive_group()
+    flavour.add_argument("--cuda", dest="cuda", action="store_const", const=True,
+                         help="build with CUDA (-DGGML_CUDA=on; CMAKE_CUDA_ARCHITECTURES from the environment)")
+    flavour.add_argument("--cpu", dest="cuda", action="store_const", const=False,
+                         help="build for the CPU only (replaces an installed CUDA build)")
     a = ap.parse_args()
+    if a.cuda is None and os.environ.get("SPECLLAMA_CUDA") == "1":
+        a.cuda = True
     if sys.version_info < (3, 10):
         die(f"Python >= 3.10 is needed, this is {platform.python_version()}")
     build_llama(a.cuda, a.force_build)

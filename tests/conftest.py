@@ -14,6 +14,39 @@ if str(ROOT) not in sys.path:
 
 from models.synth import TinySpec, write_tiny  # noqa: E402
 
+# GPU mode: SPECLLAMA_TEST_NGL=99 offloads every layer of every model the tests load (target and
+# draft) unless a test asks for the CPU with ``cpu_only()``; tests/unit/test_gpu.py then compares the
+# GPU's kept sets and greedy outputs with the CPU's. Unset or 0: everything runs on the CPU.
+TEST_NGL = int(os.environ.get("SPECLLAMA_TEST_NGL") or 0)
+_FORCE_CPU = [False]
+
+
+class cpu_only:  # noqa: N801 - used as ``with cpu_only():``
+    """Load models on the CPU inside this block, whatever SPECLLAMA_TEST_NGL says."""
+
+    def __enter__(self):
+        _FORCE_CPU.append(True)
+
+    def __exit__(self, *exc):
+        _FORCE_CPU.pop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _gpu_mode():
+    if not TEST_NGL:
+        yield
+        return
+    from specllama.engine import model as model_mod
+
+    orig = model_mod.Model.__init__
+
+    def init(self, path, n_gpu_layers=0, role="model"):
+        orig(self, path, 0 if _FORCE_CPU[-1] else (n_gpu_layers or TEST_NGL), role)
+
+    model_mod.Model.__init__ = init
+    yield
+    model_mod.Model.__init__ = orig
+
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:

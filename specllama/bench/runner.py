@@ -181,9 +181,7 @@ def run_bench(plan: BenchPlan, log: LogFn = lambda s: None, command: str = "",
     check_lengths(plan)
     cfg = plan.measure
     machine = machine_info(plan.runtime)
-    if (plan.runtime.n_gpu_layers or plan.runtime.n_gpu_layers_draft) and not machine["gpu_offload_supported"]:
-        log("warning: this llama.cpp build has no GPU backend, so -ngl/-ngld change nothing; build it "
-            "with `python3 scripts/install.py --cuda --force-build` (CMAKE_ARGS -DGGML_CUDA=on)")
+    lib.warn_gpu_offload(max(plan.runtime.n_gpu_layers, plan.runtime.n_gpu_layers_draft))
     methods = plan.ordered
     _, corpus_src = corpus_text(cfg.corpus)
     rep = Report(machine=machine, models={}, config={

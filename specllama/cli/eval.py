@@ -67,7 +67,8 @@ def build_config(o: dict):
                       limit=limit, seed=o.get("data_seed", 42), out=o.get("out") or "specllama-eval",
                       longbench=o.get("longbench"),
                       style=PromptStyle(o.get("chat_template"), o.get("raw", False)),
-                      plot=not o.get("no_plot", False), exact_draft=o.get("exact_draft", False))
+                      plot=not o.get("no_plot", False), exact_draft=o.get("exact_draft", False),
+                      dense=not o.get("no_dense", False))
 
 
 @click.command("eval")
@@ -92,6 +93,8 @@ def build_config(o: dict):
 @click.option("--compare", nargs=2, metavar="A B", default=None,
               help="Report mode: pair two saved columns (LABEL in --out, or DIR:LABEL), e.g. specpc@512 dense.")
 @click.option("--per-sample", "per_sample", is_flag=True, help="With --compare: also list every sample.")
+@click.option("--no-dense", "no_dense", is_flag=True,
+              help="Skip the dense reference column (at long lengths it costs more than the rest).")
 @click.option("--exact-draft", "exact_draft", is_flag=True,
               help="Add specpc~exact columns: specpc with the exact draft (--draft-attn full, all layers).")
 def eval_cmd(**o) -> None:

@@ -136,3 +136,59 @@ def has_patch(prefix: str) -> bool:
 def set_verbose(verbose: bool) -> None:
     global _verbose
     _verbose = bool(verbose)
+
+
+def _ggml_fn(name: str, restype, argtypes):
+    """A ggml function reached through libllama's handle (dlsym searches its dependencies), or None."""
+    fn = getattr(getattr(C, "_lib", None), name, None)
+    if fn is not None:
+        fn.restype, fn.argtypes = restype, argtypes
+    return fn
+
+
+def backend_registry() -> list[tuple[str, int]]:
+    """``(name, device count)`` of every backend compiled into this llama.cpp build, e.g.
+    ``[("CUDA", 0), ("CPU", 1)]`` for a CUDA build on a machine where no GPU is visible."""
+    init()
+    count = _ggml_fn("ggml_backend_reg_count", ctypes.c_size_t, [])
+    get = _ggml_fn("ggml_backend_reg_get", ctypes.c_void_p, [ctypes.c_size_t])
+    name = _ggml_fn("ggml_backend_reg_name", ctypes.c_char_p, [ctypes.c_void_p])
+    devs = _ggml_fn("ggml_backend_reg_dev_count", ctypes.c_size_t, [ctypes.c_void_p])
+    if None in (count, get, name, devs):
+        return []
+    out = []
+    for i in range(count()):
+        reg = get(i)
+        out.append(((name(reg) or b"?").decode("utf-8", "replace"), int(devs(reg))))
+    return out
+
+
+# backends that never hold offloaded layers (CPU, BLAS helpers, remote RPC servers)
+_HOST_BACKENDS = {"CPU", "BLAS", "RPC"}
+_GPU_WARNED_ENV = "SPECLLAMA_GPU_WARNED"  # inherited by worker processes: one warning per run
+
+
+def gpu_offload_note(regs: list[tuple[str, int]] | None = None, supported: bool | None = None) -> str | None:
+    """Why ``-ngl``/``-ngld`` would change nothing on this build, or None when they take effect."""
+    supported = bool(C.llama_supports_gpu_offload()) if supported is None else supported
+    if supported:
+        return None
+    regs = backend_registry() if regs is None else regs
+    gpu = [name for name, _ in regs if name.upper() not in _HOST_BACKENDS]
+    if gpu:
+        return (f"warning: this llama.cpp build has {'/'.join(gpu)} but no {gpu[0]} device is visible; "
+                "-ngl/-ngld are ignored and everything runs on the CPU")
+    return ("warning: this llama.cpp build has no GPU backend, so -ngl/-ngld change nothing; build it "
+            "with `python3 scripts/install.py --cuda` (CMAKE_ARGS -DGGML_CUDA=on)")
+
+
+def warn_gpu_offload(n_gpu_layers: int) -> None:
+    """Print :func:`gpu_offload_note` once per run (worker processes inherit the mark) when layers
+    are asked for on the GPU and none can go there."""
+    if n_gpu_layers <= 0 or os.environ.get(_GPU_WARNED_ENV):
+        return
+    msg = gpu_offload_note()
+    if msg:
+        os.environ[_GPU_WARNED_ENV] = "1"
+        sys.stderr.write(f"specllama: {msg}\n")
+        sys.stderr.flush()

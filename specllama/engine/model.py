@@ -72,6 +72,7 @@ class Model:
         lib.init()
         self.path = check_gguf_path(path, role)
         self.role = role
+        lib.warn_gpu_offload(int(n_gpu_layers))
         params = C.llama_model_default_params()
         params.n_gpu_layers = int(n_gpu_layers)
         ptr = C.llama_model_load_from_file(self.path.encode(), params)

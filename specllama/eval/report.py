@@ -57,7 +57,7 @@ def summarize(cfg, records: list[dict], models: dict) -> dict:
     fallbacks = {lb: sum(r["ran"] != r["method"] for t in tasks for r in by[(t, lb)]) for lb in labels}
     average, percent = {}, {}
     for lb in labels:
-        common = [t for t in tasks if scores[t][lb] is not None and scores[t]["dense"] is not None]
+        common = [t for t in tasks if scores[t][lb] is not None and scores[t].get("dense") is not None]
         average[lb] = _mean(scores[t][lb] for t in tasks if scores[t][lb] is not None)
         dense = _mean(scores[t]["dense"] for t in common)
         mine = _mean(scores[t][lb] for t in common)

@@ -95,6 +95,8 @@ class EvalConfig:
         style: chat template or raw prompts.
         plot: write ``plot.png``.
         exact_draft: add a ``specpc~exact`` column (the exact draft) beside each specpc column.
+        dense: run the dense reference column (``--no-dense`` skips it, e.g. to compare two drafts
+            at long lengths, where dense costs more than everything else; % of dense is then blank).
     """
 
     tasks: tuple[str, ...]
@@ -108,6 +110,7 @@ class EvalConfig:
     style: PromptStyle = PromptStyle()
     plot: bool = True
     exact_draft: bool = False
+    dense: bool = True
 
     def __post_init__(self):
         if not self.tasks:
@@ -135,7 +138,7 @@ class EvalConfig:
         for m in self.methods:
             if m not in METHODS:
                 raise ConfigError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
-        methods = tuple(dict.fromkeys(("dense",) + tuple(self.methods)))
+        methods = tuple(dict.fromkeys((("dense",) if self.dense else ()) + tuple(self.methods)))
         object.__setattr__(self, "methods", methods)
         if len(set(self.budgets)) != len(self.budgets):
             raise ConfigError("--budgets lists a budget twice")

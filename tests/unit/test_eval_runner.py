@@ -153,6 +153,14 @@ def test_dense_is_always_the_reference(tmp_path):
     assert [c.label for c in config(tmp_path, methods=("dense",)).columns] == ["dense"]
 
 
+def test_no_dense_skips_the_reference_and_leaves_percent_blank(tmp_path, tiny_runtime, calls):
+    cfg = config(tmp_path / "nd", dense=False, budgets=(384,))
+    assert [c.label for c in cfg.columns] == ["specpc@384"]
+    res = runner.run(cfg, tiny_runtime, log=lambda s: None)
+    assert sorted(calls) == [("specpc", 384, 128, True)] * 2 and res.ran == 2
+    assert res.summary["percent_of_dense"] == {"specpc@384": None}
+
+
 # -- the CLI: clear one-line errors, exit 2, before any model loads --------------------------------
 
 @pytest.fixture()
