@@ -49,6 +49,7 @@ which dense's 76 prefills of 16K are 10.7 h.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -102,6 +103,15 @@ PRESETS: dict[str, Preset] = {
         about="all 13 RULER tasks x 100 samples at 16K, every method at 256-2048 (real hardware)",
     ),
 }
+
+
+def paired_samples_needed(q: float, delta: float = 10.0, z: float = 1.96) -> int:
+    """Samples for a paired 0/100 difference of ``delta`` points to fall outside the 95% interval
+    around zero when a share ``q`` of them is discordant (module docstring)."""
+    var = 100.0 ** 2 * q - delta ** 2
+    if var <= 0:
+        raise ValueError(f"a difference of {delta} points needs at least {delta / 100:.2f} discordant samples")
+    return math.ceil((z / delta) ** 2 * var)
 
 
 def get(name: str) -> Preset:

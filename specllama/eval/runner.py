@@ -187,7 +187,9 @@ def check_budgets(cfg: EvalConfig, rt: Runtime, samples: dict[str, list[Sample]]
                 try:
                     pipeline.plan(col.build(s.max_new_tokens, protected), prompt, [])
                 except SpecllamaError as exc:
-                    raise ConfigError(f"{task} sample {s.index}, {col.label}: {exc}") from None
+                    hint = ("; --budget-scope context counts only the context tokens, the protected "
+                            "ones on top" if "never dropped" in str(exc) and not col.context else "")
+                    raise ConfigError(f"{task} sample {s.index}, {col.label}: {exc}{hint}") from None
 
 
 def run(cfg: EvalConfig, rt: Runtime, log: LogFn = _stderr, stream=None) -> RunResult:
