@@ -130,6 +130,10 @@ def test_budget_64_runs_in_the_context_scope_and_is_one_line_in_the_prompt_scope
     assert recs[(0, "speckv@ctx128")]["timings"]["reused_ms"] > 0
     # the runner keeps one sample's draft passes only
     assert 0 < len(tiny_runtime.score_cache) <= 2
+    # and a rerun resumes: every context-scope job is found again
+    again = runner.run(EvalConfig(out=str(tmp_path / "c"), budget_scope="context", **kw), tiny_runtime,
+                       log=lambda s: None)
+    assert again.ran == 0 and again.reused == 10
 
 
 # -- the plan -------------------------------------------------------------------------------------
