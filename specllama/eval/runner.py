@@ -8,7 +8,7 @@ and an interrupted run loses at most the job in flight. ``summary.json``, ``tabl
 
 Everything a user can get wrong (task, method, budget, length against the models' context, the
 LongBench path, an unwritable ``--out``, missing data packages) is checked in
-:meth:`EvalConfig.__post_init__` and :func:`check_models` before any model loads.
+:meth:`EvalConfig.__post_init__` (:mod:`.config`) and :func:`check_models` before any model loads.
 """
 
 from __future__ import annotations
@@ -22,18 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from .. import pipeline
 from ..engine.sampling import SamplingConfig
 from ..errors import ConfigError, SpecllamaError
-from ..methods import METHODS, Budget, GenConfig, Method, make_method
-from ..methods.draftpass import EXACT, draft_pass_of
-from ..methods.specpc import SpecPCConfig
+from ..methods import GenConfig
+from ..methods.draftpass import draft_pass_of
 from ..outpaths import check_writable_dir
 from ..prompt import Prompt
 from ..runtime import Runtime, RuntimeConfig
 from . import data, longbench
+from .config import BUDGET_SCOPES, MAX_SEED, Column, EvalConfig, budget_free  # noqa: F401 (re-exported)
 from .dataset import load_or_generate
 from .metrics import score
 from .preflight import context_length
@@ -44,143 +42,11 @@ from .sample import PromptStyle, Sample, to_prompt
 LogFn = Callable[[str], None]
 PREDICTIONS = "predictions.jsonl"
 SUMMARY = "summary.json"
-MAX_SEED = 0xFFFFFFFF
 
 
 def _stderr(msg: str) -> None:
     sys.stderr.write(f"specllama: {msg}\n")
     sys.stderr.flush()
-
-
-@dataclass(frozen=True)
-class Column:
-    """One column of the grid: a method, at a budget unless it has none."""
-
-    method: str
-    budget: int | None = None
-    exact: bool = False  # specpc with the exact draft (``--exact-draft``): labelled ``specpc~exact``
-
-    @property
-    def label(self) -> str:
-        name = self.method + ("~exact" if self.exact else "")
-        return name if self.budget is None else f"{name}@{self.budget}"
-
-    def build(self, n_predict: int = 256) -> Method:
-        """The method, with each method's defaults; ``n_predict`` sizes draft lookaheads that
-        default to the answer length (SpecKV, SpecKV-PC)."""
-        kw = {"cfg": SpecPCConfig(draft=EXACT)} if self.exact else {}
-        if self.budget is None:
-            return make_method(self.method, n_predict=n_predict, seed=0, **kw)
-        return make_method(self.method, budget=Budget(tokens=self.budget), n_predict=n_predict, seed=0, **kw)
-
-
-def budget_free(name: str) -> bool:
-    """True for methods that read the whole prompt whatever the budget (``dense``)."""
-    return not make_method(name).compresses
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """What to evaluate.
-
-    Attributes:
-        tasks: RULER task names, ``longbench/<dataset>`` or ``longbench`` (all found).
-        length: RULER length in target tokens (prompt + answer); LongBench's cut-off.
-        methods: method names from the registry; ``dense`` is always added (the reference).
-        budgets: ``[b]`` token budgets for the methods that take one.
-        limit: samples per task.
-        seed: RULER generation seed.
-        out: output directory (predictions, summary, table, plot).
-        longbench: a directory or file of LongBench's official JSONL.
-        style: chat template or raw prompts.
-        plot: write ``plot.png``.
-        exact_draft: add a ``specpc~exact`` column (the exact draft) beside each specpc column.
-        dense: run the dense reference column (``--no-dense`` skips it, e.g. to compare two drafts
-            at long lengths, where dense costs more than everything else; % of dense is then blank).
-    """
-
-    tasks: tuple[str, ...]
-    length: int
-    methods: tuple[str, ...]
-    budgets: tuple[int, ...]
-    limit: int
-    seed: int = 42
-    out: str = "specllama-eval"
-    longbench: str | None = None
-    style: PromptStyle = PromptStyle()
-    plot: bool = True
-    exact_draft: bool = False
-    dense: bool = True
-
-    def __post_init__(self):
-        if not self.tasks:
-            raise ConfigError("--tasks is empty")
-        for t in self.tasks:
-            if longbench.is_longbench(t):
-                longbench.check_task(t, self.longbench)
-            elif t not in TASKS:
-                raise ConfigError(f"unknown task {t!r}; choose from {', '.join(TASKS)}, "
-                                  "longbench or longbench/<dataset>")
-        if len(set(self.tasks)) != len(self.tasks):
-            raise ConfigError("--tasks lists a task twice")
-        if self.longbench is not None and not any(longbench.is_longbench(t) for t in self.tasks):
-            raise ConfigError(f"--longbench {self.longbench} is read only by LongBench tasks, and --tasks "
-                              "has none: add --tasks longbench (or longbench/<dataset>), or drop "
-                              "--longbench")
-        if self.length < 1:
-            raise ConfigError(f"--length must be >= 1, got {self.length}")
-        if self.limit < 1:
-            raise ConfigError(f"--limit must be >= 1, got {self.limit}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ConfigError(f"--seed must be in [0, {MAX_SEED}], got {self.seed}")
-        if not self.methods:
-            raise ConfigError("--methods is empty")
-        for m in self.methods:
-            if m not in METHODS:
-                raise ConfigError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
-        methods = tuple(dict.fromkeys((("dense",) if self.dense else ()) + tuple(self.methods)))
-        object.__setattr__(self, "methods", methods)
-        if len(set(self.budgets)) != len(self.budgets):
-            raise ConfigError("--budgets lists a budget twice")
-        compressing = [m for m in methods if not budget_free(m)]
-        if compressing and not self.budgets:
-            raise ConfigError(f"--budgets is empty but {', '.join(compressing)} need one")
-        # the pipeline's own budget checks, on a stand-in prompt of the requested length (the real
-        # prompts' protected tokens are checked again once they are tokenized)
-        stand_in = Prompt(np.zeros(self.length, dtype=np.int32), np.zeros(self.length, dtype=bool))
-        for b in self.budgets:
-            if b < 1:
-                raise ConfigError(f"--budgets must be >= 1, got {b}")
-            if b >= self.length:
-                raise ConfigError(f"--budgets {b} is not below --length {self.length}: every method "
-                                  "would read the whole prompt")
-            for m in compressing:
-                try:
-                    pipeline.plan(Column(m, b).build(), stand_in, [])
-                except ConfigError as exc:
-                    raise ConfigError(f"{m}: {exc}") from None
-        object.__setattr__(self, "budgets", tuple(sorted(self.budgets)))
-
-    @property
-    def columns(self) -> list[Column]:
-        cols = []
-        for m in self.methods:
-            if budget_free(m):
-                cols.append(Column(m))
-            else:
-                cols += [Column(m, b) for b in self.budgets]
-                if self.exact_draft and m == "specpc":
-                    cols += [Column(m, b, exact=True) for b in self.budgets]
-        return cols
-
-    @property
-    def needs_draft(self) -> bool:
-        return any(make_method(m).needs_draft for m in self.methods)
-
-    def describe(self) -> dict:
-        return {"tasks": list(self.tasks), "length": self.length, "methods": list(self.methods),
-                "budgets": list(self.budgets), "limit": self.limit, "seed": self.seed,
-                "prompts": self.style.key(), "longbench": self.longbench, "exact_draft": self.exact_draft}
 
 
 def check_out(out: str) -> None:
@@ -249,7 +115,8 @@ def record_key(sid: str, col: Column, target: str, draft: str | None) -> tuple:
     """A job's identity in ``predictions.jsonl``: sample, method, budget, models and, for SpecPC,
     how the draft ran (so that the sparse and the exact draft never stand in for each other)."""
     dp = draft_pass_of(col.build()) if draft else None
-    return (sid, col.method, col.budget, target, draft) + ((dp.describe(),) if dp is not None else ())
+    return ((sid, col.method, col.budget, target, draft) + ((dp.describe(),) if dp is not None else ())
+            + (("context budget",) if col.context else ()))
 
 
 class PredictionStore:
@@ -315,11 +182,14 @@ def check_budgets(cfg: EvalConfig, rt: Runtime, samples: dict[str, list[Sample]]
     for task, ss in samples.items():
         for s in ss:
             prompt = to_prompt(rt.target, s, cfg.style)
+            protected = int(prompt.protected.sum())
             for col in cols:
                 try:
-                    pipeline.plan(col.build(s.max_new_tokens), prompt, [])
+                    pipeline.plan(col.build(s.max_new_tokens, protected), prompt, [])
                 except SpecllamaError as exc:
-                    raise ConfigError(f"{task} sample {s.index}, {col.label}: {exc}") from None
+                    hint = ("; --budget-scope context counts only the context tokens, the protected "
+                            "ones on top" if "never dropped" in str(exc) and not col.context else "")
+                    raise ConfigError(f"{task} sample {s.index}, {col.label}: {exc}{hint}") from None
 
 
 def run(cfg: EvalConfig, rt: Runtime, log: LogFn = _stderr, stream=None) -> RunResult:
@@ -345,6 +215,8 @@ def run(cfg: EvalConfig, rt: Runtime, log: LogFn = _stderr, stream=None) -> RunR
         log(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} job(s) already scored in {store.path}")
     progress = Progress([j.column.label for j in todo], stream=stream)
     prompts: dict[str, Prompt] = {}
+    if rt.score_cache is None:
+        rt.score_cache = {}  # one draft pass per sample serves every budget (SpecPC, SpecKV)
     ran = 0
     interrupted = False
     try:
@@ -352,18 +224,20 @@ def run(cfg: EvalConfig, rt: Runtime, log: LogFn = _stderr, stream=None) -> RunR
             s = job.sample
             if job.sid not in prompts:
                 prompts.clear()  # jobs come sample by sample: keep one prompt
+                rt.score_cache.clear()  # and its draft passes only (they can hold a KV state each)
                 prompts[job.sid] = to_prompt(rt.target, s, cfg.style)
             prompt = prompts[job.sid]
             gen = GenConfig(n_predict=s.max_new_tokens, sampling=SamplingConfig(temp=0.0, seed=0))
+            method = job.column.build(s.max_new_tokens, int(prompt.protected.sum()))
             t0 = time.perf_counter()
-            result = pipeline.generate(rt, prompt, job.column.build(s.max_new_tokens), gen)
+            result = pipeline.generate(rt, prompt, method, gen)
             seconds = time.perf_counter() - t0
             sc = score(s.metric, result.text, s.outputs, first_line=bool(s.meta.get("first_line")),
                        all_classes=s.meta.get("all_classes", ()))
             store.add({
                 "key": list(key(job)), "task": job.task, "index": s.index, "method": job.column.method,
                 "label": job.column.label,
-                "budget": job.column.budget, "ran": result.method, "pred": result.text,
+                "budget": job.column.budget, "budget_tokens": method.budget.tokens, "ran": result.method, "pred": result.text,
                 "outputs": list(s.outputs), "score": sc, "stop": result.stop, "seconds": round(seconds, 3),
                 "length": s.length, "timings": result.timings.as_dict(), "notes": result.notes,
                 "seed": cfg.seed if job.task in TASKS else None,  # RULER's data seed (--compare checks it)

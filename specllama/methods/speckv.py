@@ -13,6 +13,7 @@ llama.cpp's KV cell is shared by every layer and head, so cells are chosen per t
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 
@@ -90,10 +91,20 @@ class AttentionKVStage:
             return np.asarray(job.lookahead[:n], dtype=np.int32)
         rt = job.rt
         rt.check_same_tokenizer()
-        t0 = time.perf_counter()
-        ctx, _tap = rt.draft_ctx(job.prompt.n + n)
-        out = greedy_continuation(ctx, rt.draft, job.prompt.tokens, n)
-        job.timings.draft_ms += 1000.0 * (time.perf_counter() - t0)
+        # the answer depends only on the prompt and its length: one draft pass serves every budget
+        key = ("speckv-lookahead", hashlib.sha1(job.prompt.tokens.tobytes()).hexdigest(), n)
+        hit = rt.score_cache.get(key) if rt.score_cache is not None else None
+        if hit is None:
+            t0 = time.perf_counter()
+            ctx, _tap = rt.draft_ctx(job.prompt.n + n)
+            out = greedy_continuation(ctx, rt.draft, job.prompt.tokens, n)
+            draft_ms = 1000.0 * (time.perf_counter() - t0)
+            if rt.score_cache is not None:
+                rt.score_cache[key] = (out, draft_ms)
+        else:  # counted as if it ran again, as SpecPC's reused draft pass is
+            out, draft_ms = hit
+            job.timings.reused_ms += draft_ms
+        job.timings.draft_ms += draft_ms
         job.timings.draft_tokens += job.prompt.n + max(0, len(out) - 1)
         job.lookahead = out
         return out
