@@ -402,8 +402,8 @@ def test_qk_route_scores_match_the_kq_soft_max_route(tmp_path, arch):
     import numpy as np
 
     from models.synth import TinySpec, write_tiny
-    from specllama.methods.base import GenConfig, Job
-    from specllama.methods.draft import AttentionConfig, score_with_attention
+    from specllama.methods.draft import AttentionConfig
+    from specllama.scoring import score_with_attention
     from specllama.runtime import Runtime, RuntimeConfig
 
     path = write_tiny(tmp_path / "m.gguf", TinySpec(arch=arch, n_layer=3))
@@ -415,8 +415,7 @@ def test_qk_route_scores_match_the_kq_soft_max_route(tmp_path, arch):
             rt.attn_route = route
             ctx, tap = rt.draft_ctx(bp.n + 1)
             assert ctx.cfg.flash_attn is (route == "qk")
-            job = Job(prompt=bp.prompt, budget=bp.n, gen=GenConfig(), rt=rt, timings=Timings())
-            got[route] = score_with_attention(ctx, tap, rt.draft, bp.prompt.tokens, att, bp.n, 1, job).scores
+            got[route] = score_with_attention(ctx, tap, rt.draft, bp.prompt.tokens, att, bp.n, 1, Timings()).scores
     # the Q·K route reads K back from the f16 cache: agreement to f16 precision
     np.testing.assert_allclose(got["qk"], got["kq"], atol=2e-2)
     assert set(np.argsort(-got["qk"])[:100]) == set(np.argsort(-got["kq"])[:100])

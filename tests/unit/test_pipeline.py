@@ -8,6 +8,7 @@ from specllama.methods import Budget, GenConfig, make_method
 from specllama.pipeline import generate, select_prompt
 from specllama.prompt import build_prompt, document_request
 from specllama.runtime import Runtime, RuntimeConfig
+from specllama.scoring import ScoreCache
 
 DOC = "the green sky and the blue grass. " * 60
 Q = "what is the secret code?"
@@ -130,7 +131,7 @@ def test_attention_route_switch_gets_a_context_with_the_right_flash_setting(tiny
 
 def test_score_cache_serves_budgets_with_one_draft_pass_and_counts_its_cost(tiny_runtime):
     rt = tiny_runtime
-    rt.score_cache = {}
+    rt.score_cache = ScoreCache()
     p = _prompt(rt)
     a = generate(rt, p, make_method("specpc", budget=Budget(tokens=150)), GenConfig(n_predict=2))
     b = generate(rt, p, make_method("specpc", budget=Budget(tokens=200)), GenConfig(n_predict=2))
