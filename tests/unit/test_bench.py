@@ -12,8 +12,8 @@ from specllama.bench import idle
 from specllama.engine.ggufmeta import context_length, read_scalars
 from specllama.bench.measure import MeasureConfig
 from specllama.bench.prompts import generated_prose, make_prompt, parse_lengths
-from specllama.bench.report import (SCHEMA, TIMING_FIELDS, Bound, Cell, ProbeResult, Repeat, Report,
-                                    markdown, validate)
+from specllama.bench.report import SCHEMA, TIMING_FIELDS, Bound, Cell, ProbeResult, Repeat, Report, validate
+from specllama.bench.tables import markdown
 from specllama.errors import ConfigError, PromptError
 from specllama.timings import Timings
 
@@ -375,8 +375,8 @@ def test_a_failing_run_hands_over_what_it_measured_so_far(tiny_path):
     from specllama.methods import Budget, Method
     from specllama.runtime import RuntimeConfig
 
-    class Boom:
-        needs_draft, window = False, 0
+    class Boom:  # a prompt stage (methods.base.PromptStage)
+        needs_draft, window, positions, draft_scoring = False, 0, "renumber", None
 
         def select(self, job, budget):
             if job.prompt.n > 600:
