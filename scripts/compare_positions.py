@@ -20,6 +20,7 @@ from specllama.methods import Budget, GenConfig, make_method
 from specllama.methods.specpc import SpecPCConfig
 from specllama.pipeline import generate
 from specllama.runtime import Runtime, RuntimeConfig
+from specllama.scoring import ScoreCache
 
 
 def main() -> None:
@@ -37,7 +38,7 @@ def main() -> None:
     scores: dict[tuple[str, int], list[float]] = {}
     t0 = time.time()
     with Runtime(cfg) as rt:
-        rt.score_cache = {}
+        rt.score_cache = ScoreCache()
         for task in a.tasks.split(","):
             samples, _ = load_or_generate(task, rt.target, a.length, 0, a.limit)
             for s in samples:

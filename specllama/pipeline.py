@@ -17,10 +17,10 @@ from .engine.context import kv_bytes_for
 from .engine.kvstate import keep_cells
 from .engine.sampling import Sampler
 from .errors import ConfigError, Interrupted, PromptError
-from .methods.base import GenConfig, Job, Method
-from .methods.draft import score_with_attention
+from .methods.base import GenConfig, Job, KVStage, Method, PromptStage
 from .prompt import Prompt
 from .runtime import Runtime, round_ctx
+from .scoring import score_with_attention
 from .timings import Timings
 
 TextFn = Callable[[str], None]
@@ -58,8 +58,8 @@ class Result:
 
 
 def check_budget(stage, budget: int, prompt: Prompt, what: str = "--budget") -> None:
-    """Refuse a budget below the stage's window or below the tokens that are never dropped."""
-    window = getattr(stage, "window", 0)
+    """Refuse a budget below the ``stage.window`` or below the tokens that are never dropped."""
+    window = stage.window
     if budget < window:
         raise ConfigError(f"{what} {budget} is smaller than the protected window of {window} tokens")
     must = prompt.protected.copy()
@@ -86,8 +86,8 @@ def _fit(rt: Runtime, prompt: Prompt, method: Method, n_pred: int) -> None:
 class Plan:
     """The stages that will actually run for a request, with resolved budgets."""
 
-    prompt_stage: object | None
-    kv_stage: object | None
+    prompt_stage: PromptStage | None
+    kv_stage: KVStage | None
     budget: int
     budget_pc: int
     name: str
@@ -143,7 +143,7 @@ def generate(rt: Runtime, prompt: Prompt, method: Method, gen: GenConfig = GenCo
     if ps is not None:
         kept = ps.select(job, budget_pc)
     tokens = prompt.tokens[kept]
-    renumber = getattr(ps, "positions", "renumber") == "renumber"
+    renumber = ps is None or ps.positions == "renumber"
     positions = (np.arange(len(kept)) if renumber else kept).astype(np.int32)
 
     # -- target prefill (+ KV stage) -----------------------------------------------------------
@@ -155,7 +155,7 @@ def generate(rt: Runtime, prompt: Prompt, method: Method, gen: GenConfig = GenCo
         if kv is not None and kv.needs_attention:
             ctx, tap = rt.target_attn_ctx(len(tokens) + len(lookahead))
             att = score_with_attention(
-                ctx, tap, rt.target, tokens, kv.attention, len(tokens), 0, job, positions=positions,
+                ctx, tap, rt.target, tokens, kv.attention, len(tokens), 0, timings, positions=positions,
                 extra=lookahead, on_prompt_logits=lambda i: first.append(sampler.sample(ctx, i)))
             scores, blob = att.scores, att.blob
         else:

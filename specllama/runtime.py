@@ -2,7 +2,9 @@
 
 A :class:`Runtime` owns the target model, the optional draft model and their contexts. Contexts are
 reused between requests when they are large enough, so ``eval``, ``serve`` and ``chat`` pay for
-allocation once. Methods ask for contexts through it; nothing else creates llama.cpp objects.
+allocation once. Methods ask for contexts through it, and so do front ends that keep contexts of
+their own (:meth:`Runtime.owned_ctx`: the chat's, the bench's probes); nothing else creates
+llama.cpp objects.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from .engine.context import Context, ContextConfig
 from .engine.model import Model, check_gguf_path
 from .engine.prefix import layer_prefix
 from .errors import ConfigError, ModelError, PromptError
+from .scoring.cache import ScoreCache
 
 CTX_ALIGN = 256
 ATTN_ROUTES = ("qk", "kq")
@@ -75,10 +78,20 @@ class Runtime:
         self._prefixes: dict[int, Model] = {}
         self._ctx: dict[str, Context] = {}
         self._taps: dict[str, TensorTap] = {}
-        # Optional memo of draft attention scores per prompt (eval turns it on to score one prompt at
-        # several budgets with one draft pass; timing runs leave it off).
-        self.score_cache: dict | None = None
+        self.score_cache = None
         self.attn_route = "qk"
+
+    @property
+    def score_cache(self) -> ScoreCache | None:
+        """Optional memo of draft attention scores per prompt (eval turns it on to score one prompt
+        at several budgets with one draft pass; timing runs leave it off)."""
+        return self._score_cache
+
+    @score_cache.setter
+    def score_cache(self, cache: ScoreCache | None) -> None:
+        if cache is not None and not isinstance(cache, ScoreCache):
+            raise TypeError(f"score_cache must be a ScoreCache or None, not {type(cache).__name__}")
+        self._score_cache = cache
 
     @property
     def attn_route(self) -> str:
@@ -135,6 +148,10 @@ class Runtime:
                 "from the target's model family")
 
     # -- contexts -----------------------------------------------------------------------------
+    def _config(self, n_ctx: int, flash_attn: bool | None) -> ContextConfig:
+        return ContextConfig(n_ctx=n_ctx, n_batch=self.cfg.n_batch, n_ubatch=min(self.cfg.n_ubatch, self.cfg.n_batch),
+                             n_threads=self.cfg.n_threads, flash_attn=flash_attn)
+
     def _context(self, key: str, model: Model, n_ctx: int, flash_attn: bool | None,
                  tap: TensorTap | None = None) -> Context:
         n_ctx = round_ctx(n_ctx)
@@ -146,10 +163,7 @@ class Runtime:
             return ctx
         if ctx is not None:
             ctx.close()
-        ubatch = min(self.cfg.n_ubatch, self.cfg.n_batch)
-        cfg = ContextConfig(n_ctx=n_ctx, n_batch=self.cfg.n_batch, n_ubatch=ubatch,
-                            n_threads=self.cfg.n_threads, flash_attn=flash_attn)
-        ctx = Context(model, cfg, cb_eval=tap.callback if tap else None)
+        ctx = Context(model, self._config(n_ctx, flash_attn), cb_eval=tap.callback if tap else None)
         self._ctx[key] = ctx
         return ctx
 
@@ -161,22 +175,41 @@ class Runtime:
             n_ctx = self.cfg.n_ctx
         return self._context("target", self.target, n_ctx, self.cfg.flash_attn)
 
-    def _attn_flash(self, model: Model) -> bool:
+    def attn_flash(self, model: Model) -> bool:
         """Flash attention for a context whose attention is read: on where the queries-and-keys
         route can recompute it (``engine.capture.qk_route``), off otherwise (``kq_soft_max``)."""
         return self.attn_route != "kq" and qk_route(model)
 
     def target_attn_ctx(self, n_ctx: int) -> tuple[Context, TensorTap]:
-        """A target context whose attention can be read (see :meth:`_attn_flash`)."""
-        tap = self._taps.setdefault("target", TensorTap({ATTN_PROBS}, None, lambda *a: None))
-        return self._context("target_attn", self.target, n_ctx, self._attn_flash(self.target), tap), tap
+        """A target context whose attention can be read (see :meth:`attn_flash`)."""
+        tap = self._taps.setdefault("target", self.attn_tap())
+        return self._context("target_attn", self.target, n_ctx, self.attn_flash(self.target), tap), tap
 
     def draft_ctx(self, n_ctx: int, model: Model | None = None) -> tuple[Context, TensorTap]:
-        """The draft's context with an attention tap (see :meth:`_attn_flash`); ``model`` is the
+        """The draft's context with an attention tap (see :meth:`attn_flash`); ``model`` is the
         draft or one of its :meth:`draft_prefix` models."""
         model = model or self.draft
-        tap = self._taps.setdefault("draft", TensorTap({ATTN_PROBS}, None, lambda *a: None))
-        return self._context("draft", model, n_ctx, self._attn_flash(model), tap), tap
+        tap = self._taps.setdefault("draft", self.attn_tap())
+        return self._context("draft", model, n_ctx, self.attn_flash(model), tap), tap
+
+    @staticmethod
+    def attn_tap() -> TensorTap:
+        """A fresh attention tap, for contexts of :meth:`owned_ctx` whose attention is read."""
+        return TensorTap({ATTN_PROBS}, None, lambda *a: None)
+
+    def owned_ctx(self, model: Model, n_ctx: int, *, tap: TensorTap | None = None,
+                  flash_attn: bool | None = None, abortable: bool = False) -> Context:
+        """A context of ``model`` with ``n_ctx`` cells (not rounded) that the caller owns and closes
+        (the runtime neither reuses nor frees it): the chat's long-lived contexts, the bench's probes.
+
+        Flash attention is ``flash_attn`` when given; otherwise, with a ``tap`` (attention read), the
+        attention route's choice (:meth:`attn_flash`), as for :meth:`draft_ctx`; without one, the
+        runtime's ``-fa``. ``abortable`` lets ``Context.request_abort`` stop a decode.
+        """
+        if flash_attn is None:
+            flash_attn = self.attn_flash(model) if tap is not None else self.cfg.flash_attn
+        return Context(model, self._config(n_ctx, flash_attn),
+                       cb_eval=tap.callback if tap else None, abortable=abortable)
 
     def decode_ctx(self, n_ctx: int) -> Context:
         """A small target context that receives a packed KV cache (SpecKV and KV baselines)."""

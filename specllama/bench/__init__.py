@@ -5,11 +5,14 @@
 * ``probe``    the draft prefill with and without attention capture (capture cost, ideal bound);
 * ``measure``  one cell (a method, or the probe, at one length) with repeats, in one process;
 * ``worker``   the fresh process each cell runs in by default (honest per-method peak RSS);
-* ``runner``   the whole run; ``report`` medians, bound, JSON schema and tables; ``plot`` the PNG.
+* ``runner``   the whole run; ``report`` medians, bound and JSON; ``schema`` its check; ``tables``
+  the markdown; ``plot`` the PNG.
 """
 
 from .measure import MeasureConfig
-from .report import SCHEMA, Bound, Report, markdown, validate
+from .report import Bound, Report
+from .schema import SCHEMA, validate
+from .tables import markdown
 from .runner import BenchPlan, run_bench
 
 __all__ = ["BenchPlan", "Bound", "MeasureConfig", "Report", "SCHEMA", "markdown", "run_bench", "validate"]

@@ -5,7 +5,7 @@ context created beforehand so that allocation is not timed:
 
 * ``plain_fa_on`` / ``plain_fa_off``: the exact draft, no ``cb_eval``, flash attention as the
   capture context has it (on for the default Q·K route, off for the ``kq_soft_max`` route);
-* ``captured``: the exact draft as SpecPC runs it (``methods.draft.score_with_attention`` with the
+* ``captured``: the exact draft as SpecPC runs it (``scoring.score_with_attention`` with the
   method's attention settings, lookahead 1: the last window as its own graph, its attention read);
 * ``plain_pass``: the cheap draft pass being measured (``--draft-attn sparse``, ``--draft-layers``),
   flash attention on, no ``cb_eval``: the ideal bound of a SpecPC row that uses it.
@@ -20,12 +20,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ..engine.context import Context, ContextConfig
-from ..methods.base import GenConfig, Job, Method
-from ..methods.draft import AttentionConfig, score_with_attention
-from ..methods.draftpass import DraftPass
+from ..engine.context import Context
+from ..methods.base import Method
+from ..methods.draft import AttentionConfig
+from ..methods.draftpass import DraftPass, draft_pass_of
 from ..prompt import Prompt
 from ..runtime import Runtime, round_ctx
+from ..scoring import score_with_attention
 from ..timings import Timings
 
 VARIANTS = ("plain_fa_off", "plain_fa_on", "captured", "plain_pass")
@@ -36,11 +37,11 @@ def attention_of(methods: list[Method]) -> tuple[AttentionConfig, DraftPass | No
     the first cheap (non-exact) draft pass among them (None if every one is exact)."""
     att, cheap = None, None
     for m in methods:
-        cfg = getattr(getattr(m, "prompt_stage", None), "cfg", None)
-        a, dp = getattr(cfg, "attention", None), getattr(cfg, "draft", None)
-        if att is None and isinstance(a, AttentionConfig):
-            att = a
-        if cheap is None and isinstance(dp, DraftPass) and not dp.exact:
+        scoring = m.prompt_stage.draft_scoring if m.prompt_stage is not None else None
+        dp = draft_pass_of(m)
+        if att is None and scoring is not None:
+            att = scoring.attention
+        if cheap is None and dp is not None and not dp.exact:
             cheap = dp
     return att or AttentionConfig(), cheap
 
@@ -72,14 +73,9 @@ class DraftProbe:
         self.cheap = cheap
         self._ctx: dict[str, Context] = {}
 
-    def _cfg(self, flash_attn: bool) -> ContextConfig:
-        c = self.rt.cfg
-        return ContextConfig(n_ctx=round_ctx(self.prompt.n + 1), n_batch=c.n_batch,
-                             n_ubatch=min(c.n_ubatch, c.n_batch), n_threads=c.n_threads, flash_attn=flash_attn)
-
     def _plain(self, key: str, model, flash_attn: bool) -> Context:
         if key not in self._ctx:
-            self._ctx[key] = Context(model, self._cfg(flash_attn))
+            self._ctx[key] = self.rt.owned_ctx(model, round_ctx(self.prompt.n + 1), flash_attn=flash_attn)
         ctx = self._ctx[key]
         ctx.clear()
         return ctx
@@ -87,7 +83,7 @@ class DraftProbe:
     @property
     def capture_flash(self) -> bool:
         """Whether the capture context runs with flash attention (the Q·K route)."""
-        return self.rt._attn_flash(self.rt.draft)
+        return self.rt.attn_flash(self.rt.draft)
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -122,11 +118,10 @@ class DraftProbe:
             return ProbeRun(variant, ms)
         if variant == "captured":
             ctx, tap = self.rt.draft_ctx(self.prompt.n + 1)  # created (untimed) or cleared
-            job = Job(prompt=self.prompt, budget=self.prompt.n, gen=GenConfig(n_predict=1), rt=self.rt,
-                      timings=Timings(n_prompt=self.prompt.n))
+            timings = Timings(n_prompt=self.prompt.n)
             t0 = time.perf_counter()
-            score_with_attention(ctx, tap, self.rt.draft, tokens, self.attention, self.prompt.n, 1, job)
-            return ProbeRun(variant, 1000.0 * (time.perf_counter() - t0), job.timings.capture_ms,
+            score_with_attention(ctx, tap, self.rt.draft, tokens, self.attention, self.prompt.n, 1, timings)
+            return ProbeRun(variant, 1000.0 * (time.perf_counter() - t0), timings.capture_ms,
                             bool(ctx.cfg.flash_attn))
         raise ValueError(f"unknown probe variant {variant!r}")
 

@@ -27,12 +27,11 @@ from typing import Callable, Protocol
 import numpy as np
 
 from ..engine.capture import TensorTap
-from ..methods.base import Budget, GenConfig, Job, Method
-from ..methods.draft import score_with_attention
-from ..methods.specpc import SpecPCStage
+from ..methods.base import Budget, GenConfig, Job, KVStage, Method, PromptStage
 from ..pipeline import check_budget
 from ..prompt import Prompt
 from ..runtime import Runtime
+from ..scoring import score_with_attention
 from ..select.topk import select_tokens
 from ..timings import Timings
 from .history import Sequence, View
@@ -143,10 +142,10 @@ class StageScorer:
 
     label = "compressed"
 
-    def __init__(self, stage, rt: Runtime):
+    def __init__(self, stage: PromptStage, rt: Runtime):
         self.stage = stage
         self.rt = rt
-        self.window = getattr(stage, "window", 0)
+        self.window = stage.window
 
     def select(self, seq: Sequence, protected: np.ndarray, goal: int, timings: Timings) -> np.ndarray:
         job = Job(prompt=Prompt(seq.tokens, protected), budget=goal, gen=GenConfig(), rt=self.rt,
@@ -192,19 +191,22 @@ class HookedContext:
 
 
 class DraftScorer:
-    """SpecPC's draft attention, with the draft's own KV reused across turns.
+    """A prompt stage scored by the draft's attention (its ``draft_scoring``: SpecPC), with the
+    draft's own KV reused across turns.
 
     The draft's context keeps the sequence it last read; a turn decodes only what differs, and at
-    least the last ``window`` tokens, whose queries score every cell. Selection is SpecPC's
-    (pooling, neighbour spans, window, budget) on those scores.
+    least the last ``window`` tokens, whose queries score every cell. Selection is the stage's own
+    (``stage.keep``: pooling, neighbour spans, window, budget) on those scores.
     """
 
     label = "compressed"
 
-    def __init__(self, stage: SpecPCStage, rt: Runtime, track: Track, tap: TensorTap,
+    def __init__(self, stage: PromptStage, rt: Runtime, track: Track, tap: TensorTap,
                  check: Callable[[], None], progress: Callable[[str, int], Progress | None]):
+        if stage.draft_scoring is None:
+            raise ValueError("DraftScorer needs a stage scored by the draft's attention")
         self.stage = stage
-        self.cfg = stage.cfg
+        self.cfg = stage.draft_scoring
         self.window = stage.window
         self.rt = rt
         self.track = track
@@ -222,11 +224,9 @@ class DraftScorer:
         ctx = self.track.reserve(seq.n + cfg.lookahead)
         bar = self.progress("draft prefill", seq.n - q)
         hooked = HookedContext(ctx, self.check, bar)
-        job = Job(prompt=Prompt(seq.tokens, np.ones(seq.n, dtype=bool)), budget=seq.n, gen=GenConfig(),
-                  rt=self.rt, timings=timings)
         try:
             scores = score_with_attention(hooked, self.tap, self.rt.draft, seq.tokens[q:], cfg.attention,
-                                          seq.n, cfg.lookahead, job, positions=seq.positions[q:]).scores
+                                          seq.n, cfg.lookahead, timings, positions=seq.positions[q:]).scores
         except BaseException:
             self.track.held(seq.tokens[q:q + hooked.done], seq.positions[q:q + hooked.done])
             self.track.rewind(self.track.n)
@@ -243,7 +243,7 @@ class DraftScorer:
     def select(self, seq: Sequence, protected: np.ndarray, goal: int, timings: Timings) -> np.ndarray:
         scores = self.scores(seq, timings)
         t1 = time.perf_counter()
-        keep = self.stage.choose(scores, goal, protected)
+        keep = self.stage.keep(scores, goal, protected)
         timings.select_ms += 1000.0 * (time.perf_counter() - t1)
         return keep
 
@@ -256,12 +256,12 @@ class KVScorer:
 
     label = "evicted"
 
-    def __init__(self, stage, rt: Runtime, track: Track, gen: GenConfig):
+    def __init__(self, stage: KVStage, rt: Runtime, track: Track, gen: GenConfig):
         self.stage = stage
         self.rt = rt
         self.track = track
         self.gen = gen
-        self.window = getattr(stage, "window", 0)
+        self.window = stage.window
 
     def select(self, seq: Sequence, protected: np.ndarray, goal: int, timings: Timings) -> np.ndarray:
         kv, rt = self.stage, self.rt
@@ -270,7 +270,7 @@ class KVScorer:
         t0 = time.perf_counter()
         if kv.needs_attention:
             ctx, tap = rt.target_attn_ctx(seq.n + len(lookahead))
-            scores = score_with_attention(ctx, tap, rt.target, seq.tokens, kv.attention, seq.n, 0, job,
+            scores = score_with_attention(ctx, tap, rt.target, seq.tokens, kv.attention, seq.n, 0, timings,
                                           positions=seq.positions, extra=lookahead).scores
         else:
             ctx = rt.target_ctx(seq.n)

@@ -19,13 +19,11 @@ from typing import Callable
 
 from ..settings import gen_config, method_from
 from ..engine import lib
-from ..engine.capture import ATTN_PROBS, TensorTap
-from ..engine.context import Context, ContextConfig, kv_bytes_for
+from ..engine.context import kv_bytes_for
 from ..engine.sampling import Sampler
 from ..engine.template import apply_template
 from ..errors import ConfigError, Interrupted, ModelError, PromptError
 from ..methods.base import GenConfig, Method
-from ..methods.specpc import SpecPCStage
 from ..pipeline import UNBOUNDED_PREDICT, decode_loop
 from ..prompt import resolve_template
 from ..runtime import Runtime, round_ctx
@@ -100,7 +98,7 @@ def renumbers(method: Method) -> bool:
     """Whether the chat feeds the kept tokens at consecutive positions. A prompt stage says so
     itself (``--positions``); a KV stage keeps cells where they were computed (original positions)."""
     if method.prompt_stage is not None:
-        return getattr(method.prompt_stage, "positions", "renumber") == "renumber"
+        return method.prompt_stage.positions == "renumber"
     return method.kv_stage is None
 
 
@@ -108,7 +106,7 @@ class ChatSession:
     """A conversation over a :class:`Runtime`'s models.
 
     Args:
-        rt: the models (the session creates its own contexts from them).
+        rt: the models; the session's long-lived contexts are its own (``Runtime.owned_ctx``).
         options: the CLI's option dict; method and generation settings are built from it with
             ``settings.method_from`` / ``gen_config`` and changed with :meth:`configure`.
         template: chat template name or Jinja text overriding the target GGUF's.
@@ -137,13 +135,14 @@ class ChatSession:
         self.note = note
         cfg = rt.cfg
         t_cap = cfg.n_ctx or rt.target.info.n_ctx_train or DEFAULT_CAP
-        self.target = Track(lambda n: self._context(rt.target, n, cfg.flash_attn), t_cap, fixed=bool(cfg.n_ctx),
+        self.target = Track(lambda n: rt.owned_ctx(rt.target, n, abortable=True), t_cap, fixed=bool(cfg.n_ctx),
                             name=f"target {rt.target.name}")
-        self._tap = TensorTap({ATTN_PROBS}, None, lambda *a: None)
+        self._tap = rt.attn_tap()
         self.draft: Track | None = None
         if rt.has_draft:
             d_cap = rt.draft.info.n_ctx_train or DEFAULT_CAP
-            self.draft = Track(lambda n: self._context(rt.draft, n, False, self._tap.callback), d_cap,
+            # flash attention as the attention route chooses, like the draft of `run`
+            self.draft = Track(lambda n: rt.owned_ctx(rt.draft, n, tap=self._tap, abortable=True), d_cap,
                                name=f"draft {rt.draft.name}",
                                hint="/clear the conversation or attach a shorter document")
         self._stop = threading.Event()
@@ -182,16 +181,10 @@ class ChatSession:
         cap = self.target.cap
         return cap - min(self.n_predict, cap // 2)
 
-    # -- contexts -----------------------------------------------------------------------------
-    def _context(self, model, n_ctx: int, flash_attn: bool | None, cb_eval=None) -> Context:
-        c = self.rt.cfg
-        cfg = ContextConfig(n_ctx=n_ctx, n_batch=c.n_batch, n_ubatch=min(c.n_ubatch, c.n_batch),
-                            n_threads=c.n_threads, flash_attn=flash_attn)
-        return Context(model, cfg, cb_eval=cb_eval, abortable=True)
-
+    # -- scoring ------------------------------------------------------------------------------
     def _scorer(self) -> compress.Scorer:
         stage = self.method.prompt_stage
-        if isinstance(stage, SpecPCStage) and self.draft is not None:
+        if stage is not None and stage.draft_scoring is not None and self.draft is not None:
             return compress.DraftScorer(stage, self.rt, self.draft, self._tap, self._check, self.progress)
         if stage is not None:
             return compress.StageScorer(stage, self.rt)

@@ -123,7 +123,7 @@ def _write_outputs(rep, data: dict, as_json: bool, save: str | None, plot: str |
 def _emit(rep, as_json: bool, save: str | None, plot: str | None) -> int:
     """Print the report, write --save and --plot; never loses the report when a write fails
     (it is printed first, and the error comes last, with exit code 2)."""
-    from ..bench.report import markdown
+    from ..bench.tables import markdown
 
     data = rep.to_json()
     failed = _write_outputs(rep, data, as_json, save, plot)

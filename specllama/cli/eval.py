@@ -118,6 +118,7 @@ def eval_cmd(**o) -> None:
         raise ConfigError("--per-sample needs --compare A B")
     from ..eval import presets
     from ..eval.runner import check_models, run
+    from ..scoring import ScoreCache
 
     cfg = build_config(o)
     if o.get("dry_run"):
@@ -132,7 +133,7 @@ def eval_cmd(**o) -> None:
         note(f"preset {o['preset']}: {presets.get(o['preset']).about}")
     lib.init(o.get("verbose"))
     with Runtime(rt_cfg) as rt:
-        rt.score_cache = {}  # one draft pass per sample serves every SpecPC budget
+        rt.score_cache = ScoreCache()  # one draft pass per sample serves every SpecPC budget
         res = run(cfg, rt, log=note)
     from ..eval.report import markdown
 

@@ -22,8 +22,7 @@ except ImportError as exc:  # pragma: no cover
         f"llama-cpp-python is not installed or failed to load ({exc}); run `make install`"
     ) from exc
 
-# patches/0001: let a sequence skip positions forward (read by the patched llama.cpp, ignored otherwise)
-os.environ.setdefault("LLAMA_ALLOW_POS_GAPS", "1")
+POS_GAPS_ENV = "LLAMA_ALLOW_POS_GAPS"
 
 _init_lock = threading.Lock()
 _initialised = False
@@ -105,6 +104,12 @@ def init(verbose: bool | None = None) -> None:
     """Initialise llama.cpp's backends once per process and route its log.
 
     llama.cpp's own log is silent unless ``verbose`` (``-v`` on the CLI, or SPECLLAMA_VERBOSE=1).
+
+    Before the backends start, the first call sets ``LLAMA_ALLOW_POS_GAPS=1`` in the environment
+    unless it is set already: ``patches/0001`` reads it once, at the first decode, and then lets a
+    sequence skip positions forward (``--positions original``, the chat's KV methods); llama.cpp
+    built without the patch ignores it. ``Model`` calls this before loading, so every context is
+    created after it; set the variable to ``0`` to keep upstream's position checks.
     """
     global _initialised, _verbose
     if verbose is None:
@@ -112,6 +117,7 @@ def init(verbose: bool | None = None) -> None:
     with _init_lock:
         _verbose = bool(verbose)
         if not _initialised:
+            os.environ.setdefault(POS_GAPS_ENV, "1")
             C.llama_log_set(_log_callback, ctypes.c_void_p(0))
             C.llama_backend_init()
             _initialised = True

@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..prompt import Prompt
 from ..runtime import Runtime
 from ..timings import Timings
+from .draft import AttentionConfig
 
 
 @dataclass(frozen=True)
@@ -101,21 +102,59 @@ class Job:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class DraftScoring:
+    """What a prompt stage scored by the draft's attention reads: a front end that holds its own
+    draft context (the chat, reusing it across turns) computes the scores there with these
+    settings and hands them to the stage's :meth:`PromptStage.keep`.
+
+    Attributes:
+        attention: the scoring window, reduction, query weighting and layers.
+        lookahead: draft tokens generated; 1 reads the prefill window only.
+    """
+
+    attention: AttentionConfig
+    lookahead: int
+
+
 class PromptStage(Protocol):
-    """Chooses the prompt tokens the target prefills."""
+    """Chooses the prompt tokens the target prefills.
+
+    Attributes:
+        needs_draft: whether :meth:`select` runs the draft.
+        window: the last ``window`` prompt tokens are always kept.
+        positions: ``renumber`` feeds the kept tokens at ``0..k-1``, ``original`` at their
+            prompt positions.
+        draft_scoring: how the stage scores with the draft's attention, or None when it does not.
+    """
 
     needs_draft: bool
     window: int
+    positions: str
+    draft_scoring: DraftScoring | None
 
     def select(self, job: Job, budget: int) -> np.ndarray:
         """Indices ``[k]`` (sorted, int64) of ``job.prompt.tokens`` to keep, ``k <= budget``."""
 
+    def keep(self, scores: np.ndarray, budget: int, protected: np.ndarray) -> np.ndarray:
+        """The stage's selection on given ``scores[n]``: sorted indices ``[<=budget]``, every
+        ``protected[n]`` token and the window included."""
+
 
 class KVStage(Protocol):
-    """Chooses the target KV cells that survive into the decode context."""
+    """Chooses the target KV cells that survive into the decode context.
+
+    Attributes:
+        needs_draft: whether :meth:`lookahead` runs the draft.
+        window: the last ``window`` prompt cells are always kept.
+        needs_attention: the target's prefill must read attention for :meth:`select`.
+        attention: the target's scoring settings when :attr:`needs_attention`, else None.
+    """
 
     needs_draft: bool
     window: int
+    needs_attention: bool
+    attention: AttentionConfig | None
 
     def lookahead(self, job: Job) -> np.ndarray:
         """Tokens ``[L]`` the target prefills after the prompt and scores with (may be empty)."""
@@ -127,9 +166,6 @@ class KVStage(Protocol):
         ``attention`` is ``[n]`` target scores from the window and lookahead queries when
         :attr:`needs_attention`, else None; ``protected[n]`` marks cells that must stay.
         """
-
-    @property
-    def needs_attention(self) -> bool: ...
 
 
 class Method:

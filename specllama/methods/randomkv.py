@@ -5,26 +5,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..select.topk import select_tokens
 from .base import Budget, Job, Method
-from .speckv import refuse_non_attention
+from .scored import ScoredKVStage
 
 
-class RandomStage:
-    needs_draft = False
-    needs_attention = False
+class RandomStage(ScoredKVStage):
+    """Scores cells at random (seeded), the last ``window`` kept as by every KV method."""
+
+    name = "random"
 
     def __init__(self, window: int = 32, seed: int = 0):
         self.window = window
         self.seed = seed
 
-    def lookahead(self, job: Job) -> np.ndarray:
-        refuse_non_attention(job, "random")
-        return np.zeros(0, dtype=np.int32)
-
-    def select(self, job: Job, budget: int, attention, protected: np.ndarray) -> np.ndarray:
-        scores = np.random.default_rng(self.seed).random(len(protected)).astype(np.float32)
-        return select_tokens(scores, budget, window=self.window, protected=protected)
+    def score(self, job: Job, attention, protected: np.ndarray) -> np.ndarray:
+        return np.random.default_rng(self.seed).random(len(protected)).astype(np.float32)
 
 
 class Random(Method):

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError
-from ..select.scores import pool1d
-from ..select.topk import select_tokens
+from ..scoring import greedy_continuation
 from .base import Budget, Job, Method
-from .draft import AttentionConfig, greedy_continuation
+from .draft import AttentionConfig
+from .scored import ScoredKVStage
 
 
 def _speckv_attention() -> AttentionConfig:
@@ -60,16 +60,7 @@ class SpecKVConfig:
         return n if self.lookahead is None else min(n, self.lookahead)
 
 
-def refuse_non_attention(job: Job, method: str) -> None:
-    """KV selection needs a plain attention KV cache: refuse recurrent and hybrid targets by name."""
-    info = job.rt.target.info
-    if info.recurrent or info.hybrid:
-        kind = "recurrent" if info.recurrent else "hybrid (attention + recurrent)"
-        raise ConfigError(f"{method} prunes the target's attention KV cache, but {job.rt.target.name} "
-                          f"is a {kind} model (architecture {info.arch}); use specpc, truncate or dense")
-
-
-class AttentionKVStage:
+class AttentionKVStage(ScoredKVStage):
     """KV stage scored by the target's attention from its window and the draft's lookahead."""
 
     needs_attention = True
@@ -80,13 +71,14 @@ class AttentionKVStage:
         self.attention = cfg.attention
         self.window = cfg.attention.window
         self.needs_draft = cfg.lookahead != 0
+        self.kernel, self.pool = cfg.kernel, cfg.pool
 
     def lookahead(self, job: Job) -> np.ndarray:
         """The draft's greedy answer to the prompt (reused from SpecPC's run when there was one)."""
-        refuse_non_attention(job, self.name)
+        none = super().lookahead(job)
         n = self.cfg.lookahead_len(job.gen.n_predict)
         if not self.needs_draft or n == 0:
-            return np.zeros(0, dtype=np.int32)
+            return none
         if job.lookahead is not None and len(job.lookahead) >= min(n, 1):
             return np.asarray(job.lookahead[:n], dtype=np.int32)
         rt = job.rt
@@ -109,9 +101,8 @@ class AttentionKVStage:
         job.lookahead = out
         return out
 
-    def select(self, job: Job, budget: int, attention: np.ndarray | None, protected: np.ndarray) -> np.ndarray:
-        pooled = pool1d(attention, self.cfg.kernel, self.cfg.pool)
-        return select_tokens(pooled, budget, window=self.window, neighbours=1, protected=protected)
+    def score(self, job: Job, attention: np.ndarray | None, protected: np.ndarray) -> np.ndarray:
+        return attention
 
 
 class SpecKV(Method):

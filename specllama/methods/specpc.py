@@ -9,7 +9,6 @@ and the target prefills only the kept tokens (arXiv 2506.08373, section 4).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field, replace
 
@@ -17,11 +16,11 @@ import numpy as np
 
 from ..engine import lib
 from ..errors import ConfigError
-from ..select.scores import pool1d
-from ..select.topk import select_tokens
-from .base import Budget, Job, Method
-from .draft import AttentionConfig, score_with_attention
+from ..scoring import ScoreCache, score_with_attention
+from .base import Budget, DraftScoring, Job, Method
+from .draft import AttentionConfig
 from .draftpass import DraftPass
+from .scored import ScoredPromptStage
 
 POSITIONS = ("renumber", "original")
 
@@ -65,46 +64,48 @@ class SpecPCConfig:
                               "lookahead tokens asked for; drop --draft-layers or use --lookahead 1")
 
 
-class SpecPCStage:
-    """Prompt stage: draft attention -> pooled scores -> kept token indices."""
+class SpecPCStage(ScoredPromptStage):
+    """Prompt stage scored by the draft's attention; pooling and spans by the shared base."""
 
+    name = "specpc"
     needs_draft = True
 
     def __init__(self, cfg: SpecPCConfig = SpecPCConfig()):
         self.cfg = cfg
         self.window = cfg.attention.window
         self.positions = cfg.positions
+        self.kernel, self.pool = cfg.kernel, cfg.pool
+        self.neighbours = cfg.neighbours or cfg.kernel
+        self.draft_scoring = DraftScoring(cfg.attention, cfg.lookahead)
 
-    def select(self, job: Job, budget: int) -> np.ndarray:
+    def score(self, job: Job) -> np.ndarray:
+        """The draft's attention ``[n]`` over the prompt (served by ``rt.score_cache`` when it holds
+        this prompt); the draft's lookahead tokens go to ``job.lookahead``."""
         rt, prompt = job.rt, job.prompt
         if self.positions == "original" and not lib.has_patch("0001"):
             raise ConfigError("--positions original needs llama.cpp built with patches/0001 "
                               "(run `make install`)")
         rt.check_same_tokenizer()
-        key = (hashlib.sha1(prompt.tokens.tobytes()).hexdigest(), self.cfg.attention, self.cfg.lookahead,
-               self.cfg.draft, rt.attn_route)
-        hit = rt.score_cache.get(key) if rt.score_cache is not None else None
+        cache = rt.score_cache
+        key = ScoreCache.key(prompt.tokens, self.cfg.attention, self.cfg.lookahead, self.cfg.draft,
+                             rt.attn_route)
+        hit = cache.get(key) if cache is not None else None
         if hit is None:
             t0 = time.perf_counter()
             model, attention, local = self.draft_pass(rt, prompt.n)
             ctx, tap = rt.draft_ctx(prompt.n + self.cfg.lookahead, model)
             att = score_with_attention(ctx, tap, model, prompt.tokens, attention, prompt.n,
-                                       self.cfg.lookahead, job, local=local)
+                                       self.cfg.lookahead, job.timings, local=local)
             draft_ms = 1000.0 * (time.perf_counter() - t0)
-            job.timings.draft_ms += draft_ms
-            job.timings.draft_tokens += prompt.n + max(0, len(att.lookahead) - 1)
-            if rt.score_cache is not None:
-                rt.score_cache[key] = (att, draft_ms)
+            if cache is not None:
+                cache.put(key, att, draft_ms)
         else:  # the draft pass ran for another budget: count its cost as if it ran again
             att, draft_ms = hit
-            job.timings.draft_ms += draft_ms
             job.timings.reused_ms += draft_ms
-            job.timings.draft_tokens += prompt.n + max(0, len(att.lookahead) - 1)
+        job.timings.draft_ms += draft_ms
+        job.timings.draft_tokens += prompt.n + max(0, len(att.lookahead) - 1)
         job.lookahead = att.lookahead
-        t1 = time.perf_counter()
-        keep = self.choose(att.scores, budget, prompt.protected)
-        job.timings.select_ms += 1000.0 * (time.perf_counter() - t1)
-        return keep
+        return att.scores
 
     def draft_pass(self, rt, n: int) -> tuple:
         """The draft model to run (all its layers or a prefix), the attention settings with the
@@ -120,13 +121,6 @@ class SpecPCStage:
         attention = replace(self.cfg.attention, start_layer=start)
         local = (dp.sinks, dp.local_window) if dp.sparse and n > dp.sinks + dp.local_window else None
         return rt.draft_prefix(run), attention, local
-
-    def choose(self, scores: np.ndarray, budget: int, protected: np.ndarray) -> np.ndarray:
-        """SpecPC's selection on draft scores ``[n]``: pool, expand to spans, keep window and
-        ``protected[n]``; sorted indices ``[<=budget]``."""
-        pooled = pool1d(scores, self.cfg.kernel, self.cfg.pool)
-        return select_tokens(pooled, budget, window=self.window, neighbours=self.cfg.neighbours or self.cfg.kernel,
-                             protected=protected)
 
 
 class SpecPC(Method):

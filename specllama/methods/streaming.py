@@ -6,30 +6,25 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
-from ..select.topk import select_tokens
 from .base import Budget, Job, Method
-from .speckv import refuse_non_attention
+from .scored import ScoredKVStage
 
 
-class SinkRecentStage:
-    needs_draft = False
-    needs_attention = False
-    window = 0
+class SinkRecentStage(ScoredKVStage):
+    """Scores cells by recency, the first ``sink`` above every other."""
+
+    name = "streaming"
 
     def __init__(self, sink: int = 4):
         if sink < 0:
-            raise ConfigError(f"--sink must be >= 0, got {sink}")
+            raise ConfigError(f"the attention-sink count must be >= 0, got {sink}")
         self.sink = sink
 
-    def lookahead(self, job: Job) -> np.ndarray:
-        refuse_non_attention(job, "streaming")
-        return np.zeros(0, dtype=np.int32)
-
-    def select(self, job: Job, budget: int, attention, protected: np.ndarray) -> np.ndarray:
+    def score(self, job: Job, attention, protected: np.ndarray) -> np.ndarray:
         n = len(protected)
         recency = np.arange(n, dtype=np.float32)
         recency[: self.sink] = n  # sinks outrank every recent token
-        return select_tokens(recency, budget, protected=protected)
+        return recency
 
 
 class Streaming(Method):

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..select.topk import select_tokens
 from .base import Budget, Job, Method
+from .scored import ScoredPromptStage
 
 
-class HeadTailStage:
-    needs_draft = False
-    window = 0
-    positions = "renumber"
+class HeadTailStage(ScoredPromptStage):
+    """Scores tokens by their closeness to either end of the prompt."""
 
-    def select(self, job: Job, budget: int) -> np.ndarray:
+    name = "truncate"
+
+    def score(self, job: Job) -> np.ndarray:
         n = job.prompt.n
         i = np.arange(n)
-        edge = -np.minimum(i, n - 1 - i).astype(np.float32)  # higher near either end
-        return select_tokens(edge, budget, protected=job.prompt.protected)
+        return -np.minimum(i, n - 1 - i).astype(np.float32)  # higher near either end
 
 
 class Truncate(Method):

@@ -12,8 +12,8 @@ from specllama.bench import idle
 from specllama.engine.ggufmeta import context_length, read_scalars
 from specllama.bench.measure import MeasureConfig
 from specllama.bench.prompts import generated_prose, make_prompt, parse_lengths
-from specllama.bench.report import (SCHEMA, TIMING_FIELDS, Bound, Cell, ProbeResult, Repeat, Report,
-                                    markdown, validate)
+from specllama.bench.report import SCHEMA, TIMING_FIELDS, Bound, Cell, ProbeResult, Repeat, Report, validate
+from specllama.bench.tables import markdown
 from specllama.errors import ConfigError, PromptError
 from specllama.timings import Timings
 
@@ -375,8 +375,8 @@ def test_a_failing_run_hands_over_what_it_measured_so_far(tiny_path):
     from specllama.methods import Budget, Method
     from specllama.runtime import RuntimeConfig
 
-    class Boom:
-        needs_draft, window = False, 0
+    class Boom:  # a prompt stage (methods.base.PromptStage)
+        needs_draft, window, positions, draft_scoring = False, 0, "renumber", None
 
         def select(self, job, budget):
             if job.prompt.n > 600:
@@ -402,8 +402,8 @@ def test_qk_route_scores_match_the_kq_soft_max_route(tmp_path, arch):
     import numpy as np
 
     from models.synth import TinySpec, write_tiny
-    from specllama.methods.base import GenConfig, Job
-    from specllama.methods.draft import AttentionConfig, score_with_attention
+    from specllama.methods.draft import AttentionConfig
+    from specllama.scoring import score_with_attention
     from specllama.runtime import Runtime, RuntimeConfig
 
     path = write_tiny(tmp_path / "m.gguf", TinySpec(arch=arch, n_layer=3))
@@ -415,8 +415,7 @@ def test_qk_route_scores_match_the_kq_soft_max_route(tmp_path, arch):
             rt.attn_route = route
             ctx, tap = rt.draft_ctx(bp.n + 1)
             assert ctx.cfg.flash_attn is (route == "qk")
-            job = Job(prompt=bp.prompt, budget=bp.n, gen=GenConfig(), rt=rt, timings=Timings())
-            got[route] = score_with_attention(ctx, tap, rt.draft, bp.prompt.tokens, att, bp.n, 1, job).scores
+            got[route] = score_with_attention(ctx, tap, rt.draft, bp.prompt.tokens, att, bp.n, 1, Timings()).scores
     # the Q·K route reads K back from the f16 cache: agreement to f16 precision
     np.testing.assert_allclose(got["qk"], got["kq"], atol=2e-2)
     assert set(np.argsort(-got["qk"])[:100]) == set(np.argsort(-got["kq"])[:100])

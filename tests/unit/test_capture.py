@@ -6,9 +6,8 @@ import pytest
 from models.synth import TinySpec, write_tiny
 from specllama.engine import Context, ContextConfig, Model
 from specllama.engine.capture import TensorTap, split_name
-from specllama.methods.base import GenConfig, Job
-from specllama.methods.draft import AttentionConfig, score_with_attention
-from specllama.prompt import Prompt
+from specllama.methods.draft import AttentionConfig
+from specllama.scoring import score_with_attention
 from specllama.select.scores import ScoreAccumulator, linear_query_weights
 from specllama.timings import Timings
 
@@ -105,9 +104,8 @@ def _score(model_path, text, window, lookahead, n_ubatch=64, swa_full=True):
                             swa_full=swa_full)
         with Context(m, cfg, cb_eval=tap.callback) as ctx:
             toks = m.tokenize(text, add_special=True)
-            job = Job(Prompt(toks, np.zeros(len(toks), bool)), 0, GenConfig(), None, Timings())
             acfg = AttentionConfig(window=window, start_layer=0)
-            att = score_with_attention(ctx, tap, m, toks, acfg, len(toks), lookahead, job)
+            att = score_with_attention(ctx, tap, m, toks, acfg, len(toks), lookahead, Timings())
             return toks, att.scores, att.lookahead, att
 
 
@@ -156,9 +154,8 @@ def _score_route(model_path, text, flash, lookahead=1, extra=None, window=8):
         cfg = ContextConfig(n_ctx=1024, n_batch=32, n_ubatch=32, n_threads=2, flash_attn=flash)
         with Context(m, cfg, cb_eval=tap.callback) as ctx:
             toks = m.tokenize(text, add_special=True)
-            job = Job(Prompt(toks, np.zeros(len(toks), bool)), 0, GenConfig(), None, Timings())
             acfg = AttentionConfig(window=window, start_layer=0)
-            return score_with_attention(ctx, tap, m, toks, acfg, len(toks), lookahead, job, extra=extra)
+            return score_with_attention(ctx, tap, m, toks, acfg, len(toks), lookahead, Timings(), extra=extra)
 
 
 @pytest.mark.parametrize("lookahead,extra", [(1, None), (4, None), (0, [100, 200, 300])])

@@ -108,6 +108,22 @@ def test_draft_scores_with_reused_kv_match_fresh_scores(tiny_runtime):
         b.close()
 
 
+@pytest.mark.parametrize("route", ["qk", "kq"])
+def test_chat_draft_reads_attention_by_the_route_run_uses(tiny_runtime, route):
+    """The chat's draft context takes flash attention from the attention route, as ``run``'s draft
+    context does (the default Q·K route keeps it on), instead of always running without it."""
+    tiny_runtime.attn_route = route
+    s = make(tiny_runtime)
+    try:
+        s.attach(DOC, "doc.txt")
+        first = s.ask("what is the secret code?")
+        assert first.compressed and first.draft_reused == 0
+        run_ctx, _ = tiny_runtime.draft_ctx(300)
+        assert s.draft.ctx.cfg.flash_attn is run_ctx.cfg.flash_attn is (route == "qk")
+    finally:
+        s.close()
+
+
 def test_protected_material_survives_compression(session, tiny_runtime):
     session.attach(DOC, "doc.txt")
     session.ask("what is the secret code?")

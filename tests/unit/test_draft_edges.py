@@ -7,22 +7,15 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from specllama.engine import Context, ContextConfig, Model
 from specllama.engine.capture import TensorTap
 from specllama.errors import ConfigError
-from specllama.methods.base import GenConfig, Job
-from specllama.methods.draft import AttentionConfig, score_with_attention
-from specllama.prompt import Prompt
+from specllama.methods.draft import AttentionConfig
 from specllama.runtime import Runtime, RuntimeConfig
+from specllama.scoring import score_with_attention
 from specllama.timings import Timings
-
-
-def _job(toks: np.ndarray) -> Job:
-    return Job(prompt=Prompt(toks, np.zeros(len(toks), bool)), budget=64, gen=GenConfig(), rt=None,
-               timings=Timings())
 
 
 @pytest.mark.parametrize("flash", [False, True])
@@ -34,12 +27,12 @@ def test_micro_batch_smaller_than_the_window_is_one_clear_error(tiny_path, flash
             toks = m.tokenize("the green sky and the blue grass. " * 8)
             with pytest.raises(ConfigError, match=r"-ub 16 splits the 32 scoring rows \(--window 32\)"):
                 score_with_attention(ctx, tap, m, toks, AttentionConfig(window=32, start_layer=0), len(toks), 1,
-                                     _job(toks))
+                                     Timings())
             # -b no larger than -ub: every decode call is one micro-batch, and it works
             cfg2 = ContextConfig(n_ctx=512, n_batch=16, n_ubatch=16, n_threads=2, flash_attn=flash)
             with Context(m, cfg2, cb_eval=tap.callback) as ctx2:
                 att = score_with_attention(ctx2, tap, m, toks, AttentionConfig(window=32, start_layer=0),
-                                           len(toks), 1, _job(toks))
+                                           len(toks), 1, Timings())
                 assert att.scores.shape == (len(toks),)
 
 
@@ -75,7 +68,7 @@ def test_lookahead_never_holds_end_of_generation(tiny_path):
             toks = m.tokenize("the green sky and the blue grass. " * 8)
             fake = _EogAfterFirst(m)
             att = score_with_attention(ctx, tap, fake, toks, AttentionConfig(window=16, start_layer=0), len(toks),
-                                       4, _job(toks))
+                                       4, Timings())
     # the second generated token is "end of generation": it is neither kept nor fed back
     assert len(att.lookahead) == 1
 

@@ -136,3 +136,20 @@ def test_gpu_offload_flags_reach_the_models_and_a_cpu_build_still_runs(tiny_path
     assert outs[0] == outs[1]
     with pytest.raises(ConfigError, match="-ngl"):
         runtime_config({"target": tiny_path, "ngl": -1}, False)
+
+
+def test_position_gap_switch_is_set_by_init_not_by_import():
+    """``engine.lib`` leaves the environment alone at import; ``lib.init()`` (which ``Model`` calls
+    before loading) sets LLAMA_ALLOW_POS_GAPS=1, unless the user set it."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import os; from specllama.engine import lib; before = os.environ.get('LLAMA_ALLOW_POS_GAPS'); "
+              "lib.init(); print(before, os.environ.get('LLAMA_ALLOW_POS_GAPS'))")
+    env = {k: v for k, v in os.environ.items() if k != "LLAMA_ALLOW_POS_GAPS"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["None", "1"], out.stderr[-2000:]
+    env["LLAMA_ALLOW_POS_GAPS"] = "0"
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["0", "0"], out.stderr[-2000:]

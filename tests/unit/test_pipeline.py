@@ -8,6 +8,7 @@ from specllama.methods import Budget, GenConfig, make_method
 from specllama.pipeline import generate, select_prompt
 from specllama.prompt import build_prompt, document_request
 from specllama.runtime import Runtime, RuntimeConfig
+from specllama.scoring import ScoreCache
 
 DOC = "the green sky and the blue grass. " * 60
 Q = "what is the secret code?"
@@ -130,7 +131,7 @@ def test_attention_route_switch_gets_a_context_with_the_right_flash_setting(tiny
 
 def test_score_cache_serves_budgets_with_one_draft_pass_and_counts_its_cost(tiny_runtime):
     rt = tiny_runtime
-    rt.score_cache = {}
+    rt.score_cache = ScoreCache()
     p = _prompt(rt)
     a = generate(rt, p, make_method("specpc", budget=Budget(tokens=150)), GenConfig(n_predict=2))
     b = generate(rt, p, make_method("specpc", budget=Budget(tokens=200)), GenConfig(n_predict=2))
@@ -138,3 +139,27 @@ def test_score_cache_serves_budgets_with_one_draft_pass_and_counts_its_cost(tiny
     assert a.timings.reused_ms == 0 and b.timings.reused_ms == pytest.approx(a.timings.draft_ms)
     assert b.timings.draft_ms == pytest.approx(a.timings.draft_ms)  # reported as if it ran again
     assert b.timings.ttft_ms >= b.timings.reused_ms + b.timings.prefill_ms
+
+
+def test_a_score_cache_hit_reports_wall_and_accounted_ttft_apart(tiny_runtime):
+    """On a cache hit TTFT counts the cached draft pass as if it ran (accounted), and the wall time
+    to the first token is reported beside it under its own name, in --json and on stderr."""
+    rt = tiny_runtime
+    rt.score_cache = ScoreCache()
+    p = _prompt(rt)
+    a = generate(rt, p, make_method("specpc", budget=Budget(tokens=150)), GenConfig(n_predict=2))
+    b = generate(rt, p, make_method("specpc", budget=Budget(tokens=200)), GenConfig(n_predict=2))
+    assert a.timings.ttft_wall_ms == pytest.approx(a.timings.ttft_ms)  # a miss: the same
+    t = b.timings
+    assert 0 < t.ttft_wall_ms < t.ttft_ms
+    assert t.ttft_ms - t.ttft_wall_ms == pytest.approx(t.reused_ms)
+    s = t.server_timings()
+    assert s["ttft_wall_ms"] < s["ttft_ms"] and s["reused_ms"] == pytest.approx(t.reused_ms, abs=1e-3)
+    line = t.summary()
+    assert "accounted" in line and "wall" in line and "score cache" in line
+    assert "wall" not in a.timings.summary()  # no cache hit: the line is as before
+
+
+def test_score_cache_is_typed(tiny_runtime):
+    with pytest.raises(TypeError, match="ScoreCache"):
+        tiny_runtime.score_cache = {}

@@ -25,7 +25,8 @@ from specllama.engine.kvstate import read_keys
 from specllama.engine.prefix import layer_prefix
 from specllama.errors import ConfigError
 from specllama.methods.base import GenConfig, Job
-from specllama.methods.draft import AttentionConfig, score_with_attention
+from specllama.methods.draft import AttentionConfig
+from specllama.scoring import ScoreCache, score_with_attention
 from specllama.methods.draftpass import DraftPass
 from specllama.methods.specpc import SpecPCConfig, SpecPCStage
 from specllama.prompt import Prompt
@@ -134,10 +135,8 @@ def test_scoring_rows_still_score_every_key(wide_path, flash):
         cfg = ContextConfig(n_ctx=512, n_batch=64, n_ubatch=64, n_threads=2, flash_attn=flash)
         with Context(m, cfg, cb_eval=tap.callback) as ctx:
             toks = _tokens(m, 300)
-            job = Job(prompt=Prompt(toks, np.zeros(len(toks), bool)), budget=64, gen=GenConfig(),
-                      rt=None, timings=Timings())
             att = score_with_attention(ctx, tap, m, toks, AttentionConfig(window=16, start_layer=0), len(toks),
-                                       1, job, local=(N_SINK, N_WINDOW))
+                                       1, Timings(), local=(N_SINK, N_WINDOW))
     assert att.scores.shape == (300,)
     assert np.all(att.scores > 0.0)  # far keys included: the window's queries see all of them
 
@@ -251,7 +250,7 @@ def test_eval_exact_draft_columns_are_their_own_jobs(tmp_path, tiny_path, tiny_d
     assert record_key("s", Column("specpc", 384, exact=True), "t", "d")[-1] == "exact draft"
     with Runtime(RuntimeConfig(target=tiny_path, draft=tiny_draft_path, n_threads=1, n_batch=256,
                                n_ubatch=256)) as rt:
-        rt.score_cache = {}
+        rt.score_cache = ScoreCache()
         res = runner.run(cfg, rt, log=lambda s: None)
     assert res.ran == 3
     recs = [json.loads(x) for x in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
@@ -283,7 +282,7 @@ def test_score_cache_keeps_routes_and_draft_passes_apart(tiny_path, wide_path, t
     draft passes (their scores differ)."""
     monkeypatch.setenv("SPECLLAMA_CACHE", str(tmp_path))
     with Runtime(RuntimeConfig(target=tiny_path, draft=wide_path, n_threads=2, n_batch=64, n_ubatch=64)) as rt:
-        rt.score_cache = {}
+        rt.score_cache = ScoreCache()
         toks = _tokens(rt.draft, 300)
         _stage_keep(rt, DraftPass(attn="full", layer_share=1.0), toks, 90)
         _stage_keep(rt, DraftPass(attn="full", layer_share=1.0), toks, 120)  # same pass: reused
