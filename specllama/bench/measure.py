@@ -143,13 +143,15 @@ def watched(fn: Callable[[], object], cfg: MeasureConfig, what: str, log: LogFn)
 
 def _warm(rt: Runtime, method: Method, bp: BenchPrompt, n: int = 128) -> None:
     """Untimed once-per-process costs: a short decode per model the method uses (pages the
-    weights in, starts llama.cpp's threads) and the draft/target tokenizer comparison."""
+    weights in, starts llama.cpp's threads) and the draft/target tokenizer comparison (the note
+    when they differ)."""
     toks = bp.prompt.tokens[:n]
     ctx = rt.target_ctx(len(toks) + 1)
     ctx.decode(toks, start_pos=0)
     ctx.clear()
     if method.needs_draft:
-        rt.check_same_tokenizer()
+        if not rt.note_tokenizers():
+            toks = rt.draft.tokenize(rt.target.detokenize(toks))[:n]
         stage = method.prompt_stage
         model = stage.draft_pass(rt, bp.n)[0] if draft_pass_of(method) is not None else rt.draft  # untimed write
         dctx, _ = rt.draft_ctx(len(toks) + 1, model)

@@ -191,7 +191,9 @@ class ChatSession:
 
     def _scorer(self) -> compress.Scorer:
         stage = self.method.prompt_stage
-        if isinstance(stage, SpecPCStage) and self.draft is not None:
+        if isinstance(stage, SpecPCStage) and self.draft is not None and self.rt.same_tokenizer:
+            # the draft's context follows the conversation token for token; a draft with another
+            # tokenizer scores each compression afresh through the text (StageScorer)
             return compress.DraftScorer(stage, self.rt, self.draft, self._tap, self._check, self.progress)
         if stage is not None:
             return compress.StageScorer(stage, self.rt)

@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..select.scores import pool1d
 from ..select.topk import select_tokens
 from .base import Budget, Job, Method
+from .crossvocab import draft_view, to_target
 from .draft import AttentionConfig, greedy_continuation
 
 
@@ -81,7 +82,9 @@ class AttentionKVStage:
         self.needs_draft = cfg.lookahead != 0
 
     def lookahead(self, job: Job) -> np.ndarray:
-        """The draft's greedy answer to the prompt (reused from SpecPC's run when there was one)."""
+        """The draft's greedy answer to the prompt (reused from SpecPC's run when there was one),
+        in the target's tokens (a draft with another tokenizer answers its own reading of the
+        request, and its answer is tokenized again by the target)."""
         refuse_non_attention(job, self.name)
         n = self.cfg.lookahead_len(job.gen.n_predict)
         if not self.needs_draft or n == 0:
@@ -89,12 +92,15 @@ class AttentionKVStage:
         if job.lookahead is not None and len(job.lookahead) >= min(n, 1):
             return np.asarray(job.lookahead[:n], dtype=np.int32)
         rt = job.rt
-        rt.check_same_tokenizer()
         t0 = time.perf_counter()
-        ctx, _tap = rt.draft_ctx(job.prompt.n + n)
-        out = greedy_continuation(ctx, rt.draft, job.prompt.tokens, n)
+        view = draft_view(rt, job.prompt)  # None: the draft shares the target's tokenizer
+        tokens = job.prompt.tokens if view is None else view.tokens
+        ctx, _tap = rt.draft_ctx(len(tokens) + n)
+        out = greedy_continuation(ctx, rt.draft, tokens, n)
+        job.timings.draft_tokens += len(tokens) + max(0, len(out) - 1)
+        if view is not None:  # the answer goes over as text
+            out = to_target(rt, out)[:n]
         job.timings.draft_ms += 1000.0 * (time.perf_counter() - t0)
-        job.timings.draft_tokens += job.prompt.n + max(0, len(out) - 1)
         job.lookahead = out
         return out
 

@@ -21,6 +21,7 @@ from ..select.scores import pool1d
 from ..select.topk import select_tokens
 from .base import Budget, Job, Method
 from .draft import AttentionConfig, score_with_attention
+from .crossvocab import draft_view, to_target
 from .draftpass import DraftPass
 
 POSITIONS = ("renumber", "original")
@@ -80,26 +81,32 @@ class SpecPCStage:
         if self.positions == "original" and not lib.has_patch("0001"):
             raise ConfigError("--positions original needs llama.cpp built with patches/0001 "
                               "(run `make install`)")
-        rt.check_same_tokenizer()
         key = (hashlib.sha1(prompt.tokens.tobytes()).hexdigest(), self.cfg.attention, self.cfg.lookahead,
                self.cfg.draft, rt.attn_route)
         hit = rt.score_cache.get(key) if rt.score_cache is not None else None
         if hit is None:
             t0 = time.perf_counter()
-            model, attention, local = self.draft_pass(rt, prompt.n)
-            ctx, tap = rt.draft_ctx(prompt.n + self.cfg.lookahead, model)
-            att = score_with_attention(ctx, tap, model, prompt.tokens, attention, prompt.n,
-                                       self.cfg.lookahead, job, local=local)
+            view = draft_view(rt, prompt)  # None: the draft shares the target's tokenizer
+            tokens = prompt.tokens if view is None else view.tokens
+            if view is not None:
+                view.alignment(rt)  # refuse a tokenizer that cannot be aligned before the draft runs
+            n = len(tokens)
+            model, attention, local = self.draft_pass(rt, n)
+            ctx, tap = rt.draft_ctx(n + self.cfg.lookahead, model)
+            att = score_with_attention(ctx, tap, model, tokens, attention, n, self.cfg.lookahead, job, local=local)
+            fed = n + max(0, len(att.lookahead) - 1)  # draft tokens read
+            if view is not None:
+                att = replace(att, scores=view.carry(rt, att.scores), lookahead=to_target(rt, att.lookahead))
             draft_ms = 1000.0 * (time.perf_counter() - t0)
+            hit = (att, draft_ms, fed)
             job.timings.draft_ms += draft_ms
-            job.timings.draft_tokens += prompt.n + max(0, len(att.lookahead) - 1)
             if rt.score_cache is not None:
-                rt.score_cache[key] = (att, draft_ms)
+                rt.score_cache[key] = hit
         else:  # the draft pass ran for another budget: count its cost as if it ran again
-            att, draft_ms = hit
-            job.timings.draft_ms += draft_ms
-            job.timings.reused_ms += draft_ms
-            job.timings.draft_tokens += prompt.n + max(0, len(att.lookahead) - 1)
+            job.timings.draft_ms += hit[1]
+            job.timings.reused_ms += hit[1]
+        att, _, fed = hit
+        job.timings.draft_tokens += fed
         job.lookahead = att.lookahead
         t1 = time.perf_counter()
         keep = self.choose(att.scores, budget, prompt.protected)
