@@ -17,6 +17,7 @@ from .engine.prefix import layer_prefix
 from .errors import ConfigError, ModelError, PromptError
 
 CTX_ALIGN = 256
+_NOTED: set[tuple] = set()  # (key, target, draft) already noted on stderr by this process
 ATTN_ROUTES = ("qk", "kq")
 
 
@@ -80,7 +81,6 @@ class Runtime:
         # several budgets with one draft pass; timing runs leave it off).
         self.score_cache: dict | None = None
         self.attn_route = "qk"
-        self._noted: set[str] = set()
 
     @property
     def attn_route(self) -> str:
@@ -154,11 +154,12 @@ class Runtime:
         return False
 
     def note_once(self, key: str, msg: str) -> None:
-        """Write ``specllama: msg`` to stderr the first time ``key`` is noted in this process's
-        runtime (e.g. that the draft's tokenizer is not the target's)."""
-        if key in self._noted:
+        """Write ``specllama: msg`` to stderr the first time ``key`` is noted for this pair of
+        models in this process (e.g. that the draft's tokenizer is not the target's)."""
+        k = (key, self.cfg.target, self.cfg.draft)
+        if k in _NOTED:
             return
-        self._noted.add(key)
+        _NOTED.add(k)
         sys.stderr.write(f"specllama: {msg}\n")
         sys.stderr.flush()
 

@@ -18,6 +18,7 @@ from ..engine import lib
 from ..engine.model import Model
 from ..errors import ConfigError
 from ..methods.base import GenConfig, Method
+from ..methods.crossvocab import draft_view
 from ..methods.draft import AttentionConfig
 from ..methods.draftpass import DraftPass, draft_pass_of
 from ..pipeline import generate
@@ -199,7 +200,8 @@ def measure_probe(rt: Runtime, payload: tuple[AttentionConfig, DraftPass | None]
     bp = make_prompt(rt.target, length, cfg.corpus)
     res = ProbeResult(length=length, n_prompt=bp.n, prompt_sha256=bp.sha256,
                       plain_pass=cheap.describe() if cheap is not None else "")
-    probe = DraftProbe(rt, bp.prompt, attention, cheap)
+    view = draft_view(rt, bp.prompt)  # a draft with another tokenizer prefills its own reading of it
+    probe = DraftProbe(rt, bp.prompt if view is None else view.draft, attention, cheap)
     try:
         if cfg.warmup:
             probe.warm()
