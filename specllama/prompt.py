@@ -59,9 +59,11 @@ class PromptSource:
     text: str = ""
 
     @property
-    def anchors(self) -> list[str]:
-        """The texts every rendering contains verbatim, in order: message parts, then the suffix."""
-        return [p.text for m in self.messages for p in m.parts] + ([self.suffix] if self.suffix else [])
+    def anchors(self) -> list[tuple[str, bool]]:
+        """The message parts in order, then the suffix, each with whether every rendering holds
+        it verbatim (documents and the suffix do; a template may strip or move the rest)."""
+        parts = [(p.text, p.compressible or self.raw) for m in self.messages for p in m.parts]
+        return parts + ([(self.suffix, True)] if self.suffix else [])
 
 
 @dataclass(frozen=True)

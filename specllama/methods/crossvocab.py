@@ -89,5 +89,6 @@ def _align(rt, view: DraftView) -> TextAlignment:
     d_text = view.draft.source.text.encode("utf-8")
     t_spans = _spans(rt.target, "target", t_text, view.prompt.tokens)
     d_spans = _spans(rt.draft, "draft", d_text, view.draft.tokens)
-    chunks = anchor_chunks(t_text, d_text, [a.encode("utf-8") for a in view.source.anchors])
+    anchors = view.source.anchors
+    chunks = anchor_chunks(t_text, d_text, [a.encode("utf-8") for a, _ in anchors], [r for _, r in anchors])
     return align(t_text, t_spans, d_text, d_spans, chunks)

@@ -143,29 +143,50 @@ class Chunks:
     exact: np.ndarray
 
 
-def anchor_chunks(t_text: bytes, d_text: bytes, anchors: Sequence[bytes]) -> Chunks:
-    """Cut both texts at ``anchors`` (texts both contain, in this order: the message parts).
+def anchor_chunks(t_text: bytes, d_text: bytes, anchors: Sequence[bytes],
+                  required: Sequence[bool] | None = None) -> Chunks:
+    """Cut both texts at ``anchors``: texts both contain, in this order (the message parts).
 
-    Each anchor is looked for after the previous one in both texts, then without its surrounding
-    whitespace (a template may strip it); one found in neither form stays inside template text.
+    The ``required`` anchors (the documents, which every rendering holds verbatim) are placed
+    first, each after the previous one; the others (instructions and questions, which a template
+    may move or strip) are then looked for only between the required ones around them, as given
+    and then without surrounding whitespace. One found in neither text stays template text, so a
+    short instruction can never pull a document out of place.
     """
+    required = [False] * len(anchors) if required is None else list(required)
     rows: list[tuple[int, int, int, int, bool]] = []
     ti = di = 0
-    for a in anchors:
-        for cand in (a, a.strip()):
-            tj, dj = (t_text.find(cand, ti), d_text.find(cand, di)) if cand else (-1, -1)
-            if tj >= 0 and dj >= 0:
-                break
-        else:
+    between: list[bytes] = []
+    for a, req in zip(anchors, required):
+        tj, dj = (t_text.find(a, ti), d_text.find(a, di)) if req and a else (-1, -1)
+        if tj < 0 or dj < 0:
+            between.append(a)
             continue
-        rows += _gap(t_text, ti, tj, d_text, di, dj)
-        rows.append((tj, tj + len(cand), dj, dj + len(cand), True))
-        ti, di = tj + len(cand), dj + len(cand)
-    rows += _gap(t_text, ti, len(t_text), d_text, di, len(d_text))
+        rows += _between(t_text, ti, tj, d_text, di, dj, between)
+        rows.append((tj, tj + len(a), dj, dj + len(a), True))
+        ti, di, between = tj + len(a), dj + len(a), []
+    rows += _between(t_text, ti, len(t_text), d_text, di, len(d_text), between)
     if not rows:
         rows.append((0, 0, 0, 0, False))
     a = np.array(rows, dtype=np.int64).reshape(-1, 5)
     return Chunks(a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4].astype(bool))
+
+
+def _between(t: bytes, t0: int, t1: int, d: bytes, d0: int, d1: int, anchors: list[bytes]) -> list:
+    """Chunks of ``t[t0:t1]`` and ``d[d0:d1]``, cut at the ``anchors`` found in both."""
+    rows: list[tuple[int, int, int, int, bool]] = []
+    ti, di = t0, d0
+    for a in anchors:
+        for cand in (a, a.strip()):
+            tj, dj = (t.find(cand, ti, t1), d.find(cand, di, d1)) if cand else (-1, -1)
+            if tj >= 0 and dj >= 0:
+                break
+        else:
+            continue
+        rows += _gap(t, ti, tj, d, di, dj)
+        rows.append((tj, tj + len(cand), dj, dj + len(cand), True))
+        ti, di = tj + len(cand), dj + len(cand)
+    return rows + _gap(t, ti, t1, d, di, d1)
 
 
 def _gap(t: bytes, t0: int, t1: int, d: bytes, d0: int, d1: int) -> list[tuple[int, int, int, int, bool]]:

@@ -66,6 +66,13 @@ def test_chunks_map_message_text_exactly_and_template_text_as_a_whole():
     assert rows[:3] == [(b"<", b"<", True), (b"|im_start|", b"bos><start_of_turn", False), (b">user\n", b">user\n", True)]
     assert c.t0[0] == 0 and c.t1[-1] == len(t) and c.d1[-1] == len(d)
     assert np.all(c.t0[1:] == c.t1[:-1]) and np.all(c.d0[1:] == c.d1[:-1])
+    # a short instruction found inside the other side's document cannot pull the document out of place
+    t = b"<sys>be brief</sys><u>DOC: be brief here</u>"
+    d = b"<u>DOC: be brief here</u>"
+    c = anchor_chunks(t, d, [b"be brief", b"DOC: be brief here"], [False, True])
+    rows = [(t[a:b], d[x:y], bool(e)) for a, b, x, y, e in zip(c.t0, c.t1, c.d0, c.d1, c.exact)]
+    assert (b"DOC: be brief here", b"DOC: be brief here", True) in rows
+    assert not any(e and tt == b"be brief" for tt, _, e in rows)
     # an anchor the template stripped is found without its whitespace; one not found is skipped
     c = anchor_chunks(b"[Q?]", b"<Q?>", [b"  Q?\n", b"zzz"])
     assert [(bool(e), b - a) for a, b, e in zip(c.t0, c.t1, c.exact)] == [(False, 1), (True, 2), (False, 1)]
