@@ -29,7 +29,7 @@ CHATML = (
 )
 
 # llama.cpp token types
-NORMAL, UNKNOWN, CONTROL, BYTE = 1, 2, 3, 6
+NORMAL, UNKNOWN, CONTROL, UNUSED, BYTE = 1, 2, 3, 5, 6
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,11 @@ class TinySpec:
     chat_template: str | None = CHATML
     extra_words: tuple[str, ...] = field(default_factory=tuple)
     sliding_window: int = 0  # gemma3 only: local layers see this many tokens (5 of every 6 layers)
+    # tokenizer oddities (for the cross-tokenizer alignment): the "\u2581word" pieces of
+    # ``unknown_words`` are typed UNKNOWN (the word becomes an <unk>-like token), those of
+    # ``dropped_words`` UNUSED (llama.cpp spells them as nothing: the text does not round-trip)
+    unknown_words: tuple[str, ...] = field(default_factory=tuple)
+    dropped_words: tuple[str, ...] = field(default_factory=tuple)
 
 
 def tiny_vocab(variant: int = 0, extra_words: tuple[str, ...] = ()) -> tuple[list[str], list[float], list[int]]:
@@ -83,6 +88,9 @@ def write_tiny(path: str | os.PathLike, spec: TinySpec = TinySpec()) -> str:
     path = os.fspath(path)
     rng = np.random.default_rng(spec.seed)
     tokens, scores, types = tiny_vocab(spec.vocab_variant, spec.extra_words)
+    for words, kind in ((spec.unknown_words, UNKNOWN), (spec.dropped_words, UNUSED)):
+        for word in words:
+            types[tokens.index("\u2581" + word)] = kind
     n_vocab = len(tokens)
     hd = spec.n_embd // spec.n_head
     w = gguf.GGUFWriter(path, spec.arch)

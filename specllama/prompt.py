@@ -8,7 +8,7 @@ system prompt and the final question are never candidates for removal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -38,17 +38,48 @@ class Message:
 
 
 @dataclass(frozen=True)
+class PromptSource:
+    """How a prompt was made, so another model (a draft with another tokenizer) can read the same
+    request through its own chat template.
+
+    Attributes:
+        messages: the messages rendered (or, with ``raw``, whose parts were taken verbatim).
+        template: the ``--chat-template`` given for the target; None: the GGUF's own.
+        raw: no chat template.
+        add_assistant: the generation prompt was added.
+        suffix: protected text tokenized after the rendered messages (an answer prefix).
+        text: the exact text the prompt's tokens were made from, suffix included.
+    """
+
+    messages: tuple[Message, ...]
+    template: str | None = None
+    raw: bool = False
+    add_assistant: bool = True
+    suffix: str = ""
+    text: str = ""
+
+    @property
+    def anchors(self) -> list[tuple[str, bool]]:
+        """The message parts in order, then the suffix, each with whether every rendering holds
+        it verbatim (documents and the suffix do; a template may strip or move the rest)."""
+        parts = [(p.text, p.compressible or self.raw) for m in self.messages for p in m.parts]
+        return parts + ([(self.suffix, True)] if self.suffix else [])
+
+
+@dataclass(frozen=True)
 class Prompt:
     """Prompt tokens ``[n]`` int32 with ``protected[n]`` bool (True: never dropped).
 
     ``part[n]`` int32 gives, for each compressible token, the index of its compressible part in
     message order (-1 for protected tokens), so compressed text can be rebuilt per part.
+    ``source`` says how it was rendered (None for prompts made from tokens).
     """
 
     tokens: np.ndarray
     protected: np.ndarray
     part: np.ndarray | None = field(default=None, compare=False)
     messages: tuple[Message, ...] = field(default=(), compare=False)
+    source: PromptSource | None = field(default=None, compare=False)
 
     def __post_init__(self):
         if self.tokens.shape != self.protected.shape:
@@ -137,7 +168,38 @@ def build_prompt(model: Model, messages: list[Message], template: str | None = N
     tokens = np.concatenate(toks).astype(np.int32)
     if not any(p.text.strip() for m in messages for p in m.parts):
         raise PromptError("the prompt is empty")
-    return Prompt(tokens, np.concatenate(prot), np.concatenate(part), tuple(messages))
+    source = PromptSource(tuple(messages), template, raw, add_assistant, "", "".join(t for t, _ in pieces))
+    return Prompt(tokens, np.concatenate(prot), np.concatenate(part), tuple(messages), source)
+
+
+def with_suffix(model: Model, prompt: Prompt, suffix: str, messages: tuple[Message, ...] | None = None) -> Prompt:
+    """``prompt`` followed by the protected plain text ``suffix`` (e.g. an answer prefix)."""
+    extra = model.tokenize(suffix, add_special=False, parse_special=False)
+    n = len(extra)
+    src = prompt.source
+    if src is not None:
+        src = replace(src, suffix=src.suffix + suffix, text=src.text + suffix)
+    return Prompt(tokens=np.concatenate([prompt.tokens, extra]).astype(np.int32),
+                  protected=np.concatenate([prompt.protected, np.ones(n, dtype=bool)]),
+                  part=np.concatenate([prompt.part, np.full(n, -1, dtype=np.int32)]),
+                  messages=prompt.messages if messages is None else messages, source=src)
+
+
+def source_of(model: Model, prompt: Prompt) -> PromptSource:
+    """``prompt.source``, or, for a prompt made from tokens, its text spelled by ``model`` (control
+    tokens written out) as one raw protected part."""
+    if prompt.source is not None:
+        return prompt.source
+    text = b"".join(model.token_pieces(prompt.tokens)[0]).decode("utf-8", "replace")
+    return PromptSource((Message.of("user", text),), raw=True, text=text)
+
+
+def render_for(model: Model, source: PromptSource) -> Prompt:
+    """The same request as ``model`` reads it: its own chat template (the target's
+    ``--chat-template`` only when it has none), the same parts and suffix."""
+    template = None if source.raw or model.chat_template() else source.template
+    p = build_prompt(model, list(source.messages), template, source.raw, source.add_assistant)
+    return with_suffix(model, p, source.suffix) if source.suffix else p
 
 
 def compressed_messages(model: Model, prompt: Prompt, kept: np.ndarray, gap: str = "") -> list[tuple[str, str]]:

@@ -46,7 +46,10 @@ class ModelEntry:
 
 def manifest() -> tuple[dict[str, ModelEntry], dict[str, dict[str, str]]]:
     """The known models and pairs from ``models/manifest.toml``."""
-    text = resources.files("specllama._models").joinpath("manifest.toml").read_text("utf-8")
+    try:
+        text = resources.files("specllama._models").joinpath("manifest.toml").read_text("utf-8")
+    except ModuleNotFoundError:  # run from a source checkout (PYTHONPATH): models/ sits next to it
+        text = (Path(__file__).resolve().parents[1] / "models" / "manifest.toml").read_text("utf-8")
     data = tomllib.loads(text)
     models = {name: ModelEntry(name=name, role=d["role"], file=d["file"], sha256=d["sha256"],
                                parts=tuple(d["parts"]), tokenizer=d.get("tokenizer", ""),

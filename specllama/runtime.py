@@ -9,6 +9,7 @@ llama.cpp objects.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from .engine.capture import ATTN_PROBS, TensorTap, qk_route
@@ -19,6 +20,7 @@ from .errors import ConfigError, ModelError, PromptError
 from .scoring.cache import ScoreCache
 
 CTX_ALIGN = 256
+_NOTED: set[tuple] = set()  # (key, target, draft) already noted on stderr by this process
 ATTN_ROUTES = ("qk", "kq")
 
 
@@ -138,14 +140,41 @@ class Runtime:
             self._prefixes[n_layers] = model
         return model
 
-    def check_same_tokenizer(self) -> None:
-        """Raise unless the draft's vocabulary is identical to the target's."""
-        t, d = self.target, self.draft
-        if t.vocab_fingerprint != d.vocab_fingerprint:
+    @property
+    def same_tokenizer(self) -> bool:
+        """True when the draft's vocabulary is identical to the target's (the token path); else
+        the draft's scores and answers are carried over through the text (``methods.crossvocab``)."""
+        return self.target.vocab_fingerprint == self.draft.vocab_fingerprint
+
+    def check_same_tokenizer(self, what: str = "this method") -> None:
+        """Raise unless the draft's vocabulary is identical to the target's (for ``what``, which
+        has no text-aligned path)."""
+        if not self.same_tokenizer:
+            t, d = self.target, self.draft
             raise ModelError(
-                f"draft {d.name} ({d.info.n_vocab} tokens) and target {t.name} "
-                f"({t.info.n_vocab} tokens) use different tokenizers; this method needs a draft "
-                "from the target's model family")
+                f"draft {d.name} ({d.tokenizer_name}) and target {t.name} ({t.tokenizer_name}) use "
+                f"different tokenizers; {what} needs a draft from the target's model family")
+
+    def note_tokenizers(self) -> bool:
+        """True when the draft shares the target's tokenizer; else note once on stderr that both
+        tokenizers differ and the draft is aligned through the text, and return False."""
+        if self.same_tokenizer:
+            return True
+        t, d = self.target, self.draft
+        self.note_once("cross-tokenizer", f"draft {d.name} ({d.tokenizer_name}) and target {t.name} "
+                       f"({t.tokenizer_name}) use different tokenizers: the draft reads the request through "
+                       "its own chat template and its scores are aligned to the target's tokens through the text")
+        return False
+
+    def note_once(self, key: str, msg: str) -> None:
+        """Write ``specllama: msg`` to stderr the first time ``key`` is noted for this pair of
+        models in this process (e.g. that the draft's tokenizer is not the target's)."""
+        k = (key, self.cfg.target, self.cfg.draft)
+        if k in _NOTED:
+            return
+        _NOTED.add(k)
+        sys.stderr.write(f"specllama: {msg}\n")
+        sys.stderr.flush()
 
     # -- contexts -----------------------------------------------------------------------------
     def _config(self, n_ctx: int, flash_attn: bool | None) -> ContextConfig:

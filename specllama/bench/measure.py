@@ -18,6 +18,7 @@ from ..engine import lib
 from ..engine.model import Model
 from ..errors import ConfigError
 from ..methods.base import GenConfig, Method
+from ..methods.crossvocab import draft_view
 from ..methods.draft import AttentionConfig
 from ..methods.draftpass import DraftPass, draft_pass_of
 from ..pipeline import generate
@@ -143,13 +144,15 @@ def watched(fn: Callable[[], object], cfg: MeasureConfig, what: str, log: LogFn)
 
 def _warm(rt: Runtime, method: Method, bp: BenchPrompt, n: int = 128) -> None:
     """Untimed once-per-process costs: a short decode per model the method uses (pages the
-    weights in, starts llama.cpp's threads) and the draft/target tokenizer comparison."""
+    weights in, starts llama.cpp's threads) and the draft/target tokenizer comparison (the note
+    when they differ)."""
     toks = bp.prompt.tokens[:n]
     ctx = rt.target_ctx(len(toks) + 1)
     ctx.decode(toks, start_pos=0)
     ctx.clear()
     if method.needs_draft:
-        rt.check_same_tokenizer()
+        if not rt.note_tokenizers():
+            toks = rt.draft.tokenize(rt.target.detokenize(toks))[:n]
         stage = method.prompt_stage
         model = stage.draft_pass(rt, bp.n)[0] if draft_pass_of(method) is not None else rt.draft  # untimed write
         dctx, _ = rt.draft_ctx(len(toks) + 1, model)
@@ -197,7 +200,8 @@ def measure_probe(rt: Runtime, payload: tuple[AttentionConfig, DraftPass | None]
     bp = make_prompt(rt.target, length, cfg.corpus)
     res = ProbeResult(length=length, n_prompt=bp.n, prompt_sha256=bp.sha256,
                       plain_pass=cheap.describe() if cheap is not None else "")
-    probe = DraftProbe(rt, bp.prompt, attention, cheap)
+    view = draft_view(rt, bp.prompt)  # a draft with another tokenizer prefills its own reading of it
+    probe = DraftProbe(rt, bp.prompt if view is None else view.draft, attention, cheap)
     try:
         if cfg.warmup:
             probe.warm()

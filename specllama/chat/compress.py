@@ -216,7 +216,7 @@ class DraftScorer:
 
     def scores(self, seq: Sequence, timings: Timings) -> np.ndarray:
         """Draft scores ``[m]`` for every token of ``seq``; the draft then holds ``seq``."""
-        self.rt.check_same_tokenizer()
+        self.rt.check_same_tokenizer("the draft that follows the chat token for token")
         cfg = self.cfg
         window = min(cfg.attention.window, seq.n)
         t0 = time.perf_counter()

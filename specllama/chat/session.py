@@ -184,7 +184,10 @@ class ChatSession:
     # -- scoring ------------------------------------------------------------------------------
     def _scorer(self) -> compress.Scorer:
         stage = self.method.prompt_stage
-        if stage is not None and stage.draft_scoring is not None and self.draft is not None:
+        if stage is not None and stage.draft_scoring is not None and self.draft is not None \
+                and self.rt.same_tokenizer:
+            # the draft's context follows the conversation token for token; a draft with another
+            # tokenizer scores each compression afresh through the text (StageScorer)
             return compress.DraftScorer(stage, self.rt, self.draft, self._tap, self._check, self.progress)
         if stage is not None:
             return compress.StageScorer(stage, self.rt)

@@ -122,7 +122,7 @@ def serve(host: str, port: int, api_key: str | None, alias: str | None, chat_tem
     try:
         name = rt.target.name  # load now: a bad file fails before the port is taken
         if rt.has_draft:
-            rt.check_same_tokenizer()
+            rt.note_tokenizers()  # loads the draft now; a draft with another tokenizer is aligned
         method = method_from(o, rt.has_draft)
         if method.needs_draft and not rt.has_draft:
             raise ModelError(f"method {method.name} needs a draft model: pass -md FILE.gguf")

@@ -195,6 +195,25 @@ class Model:
         """Token ids to text; invalid UTF-8 (split multi-byte pieces) is replaced."""
         return b"".join(self.token_bytes(t, special) for t in tokens).decode("utf-8", "replace")
 
+    def token_pieces(self, tokens) -> tuple[list[bytes], np.ndarray]:
+        """Each token's piece as bytes (control tokens spelled out) and its kind ``[n]`` int8:
+        0 normal, 1 control, 2 unknown (``<unk>``), as ``select.align.token_spans`` reads them."""
+        attr = C.llama_vocab_get_attr
+        v = self.vocab
+        kinds = np.zeros(len(tokens), dtype=np.int8)
+        pieces = []
+        for i, t in enumerate(tokens):
+            a = attr(v, int(t))
+            kinds[i] = 2 if a & C.LLAMA_TOKEN_ATTR_UNKNOWN else 1 if a & C.LLAMA_TOKEN_ATTR_CONTROL else 0
+            pieces.append(self.token_bytes(t, special=True))
+        return pieces, kinds
+
+    @cached_property
+    def tokenizer_name(self) -> str:
+        """``gpt2/qwen2, 151936 tokens``: the tokenizer's model and pre-tokenizer, for messages."""
+        kind = "/".join(x for x in (self.meta("tokenizer.ggml.model"), self.meta("tokenizer.ggml.pre")) if x)
+        return f"{kind or 'unknown'}, {self.info.n_vocab} tokens"
+
     def is_eog(self, token: int) -> bool:
         return bool(C.llama_vocab_is_eog(self.vocab, int(token)))
 

@@ -30,6 +30,7 @@ from ..methods.draftpass import draft_pass_of
 from ..outpaths import check_writable_dir
 from ..prompt import Prompt
 from ..runtime import Runtime, RuntimeConfig
+from ..scoring import ScoreCache
 from . import data, longbench
 from .config import BUDGET_SCOPES, MAX_SEED, Column, EvalConfig, budget_free  # noqa: F401 (re-exported)
 from .dataset import load_or_generate
@@ -216,7 +217,7 @@ def run(cfg: EvalConfig, rt: Runtime, log: LogFn = _stderr, stream=None) -> RunR
     progress = Progress([j.column.label for j in todo], stream=stream)
     prompts: dict[str, Prompt] = {}
     if rt.score_cache is None:
-        rt.score_cache = {}  # one draft pass per sample serves every budget (SpecPC, SpecKV)
+        rt.score_cache = ScoreCache()  # one draft pass per sample serves every budget (SpecPC, SpecKV)
     ran = 0
     interrupted = False
     try:

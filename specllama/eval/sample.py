@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from ..engine.model import Model
-from ..prompt import Message, Part, Prompt, build_prompt
+from ..prompt import Message, Part, Prompt, build_prompt, with_suffix
 
 
 @dataclass(frozen=True)
@@ -97,13 +95,8 @@ def to_prompt(model: Model, sample: Sample, style: PromptStyle = PromptStyle()) 
     prefix = sample.answer_prefix if raw else sample.answer_prefix.lstrip()
     if not prefix:
         return base
-    extra = model.tokenize(prefix, add_special=False, parse_special=False)
     msgs.append(Message.of("assistant", prefix))
-    n = len(extra)
-    return Prompt(tokens=np.concatenate([base.tokens, extra]).astype(np.int32),
-                  protected=np.concatenate([base.protected, np.ones(n, dtype=bool)]),
-                  part=np.concatenate([base.part, np.full(n, -1, dtype=np.int32)]),
-                  messages=tuple(msgs))
+    return with_suffix(model, base, prefix, tuple(msgs))
 
 
 def prompt_length(model: Model, sample: Sample, style: PromptStyle = PromptStyle()) -> int:

@@ -13,7 +13,6 @@ llama.cpp's KV cell is shared by every layer and head, so cells are chosen per t
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +21,8 @@ import numpy as np
 from ..errors import ConfigError
 from ..scoring import greedy_continuation
 from .base import Budget, Job, Method
+from ..scoring import ScoreCache
+from .crossvocab import draft_view, to_target
 from .draft import AttentionConfig
 from .scored import ScoredKVStage
 
@@ -74,7 +75,9 @@ class AttentionKVStage(ScoredKVStage):
         self.kernel, self.pool = cfg.kernel, cfg.pool
 
     def lookahead(self, job: Job) -> np.ndarray:
-        """The draft's greedy answer to the prompt (reused from SpecPC's run when there was one)."""
+        """The draft's greedy answer to the prompt (reused from SpecPC's run when there was one),
+        in the target's tokens (a draft with another tokenizer answers its own reading of the
+        request, and its answer is tokenized again by the target)."""
         none = super().lookahead(job)
         n = self.cfg.lookahead_len(job.gen.n_predict)
         if not self.needs_draft or n == 0:
@@ -82,22 +85,27 @@ class AttentionKVStage(ScoredKVStage):
         if job.lookahead is not None and len(job.lookahead) >= min(n, 1):
             return np.asarray(job.lookahead[:n], dtype=np.int32)
         rt = job.rt
-        rt.check_same_tokenizer()
         # the answer depends only on the prompt and its length: one draft pass serves every budget
-        key = ("speckv-lookahead", hashlib.sha1(job.prompt.tokens.tobytes()).hexdigest(), n)
-        hit = rt.score_cache.get(key) if rt.score_cache is not None else None
+        cache = rt.score_cache
+        key = ScoreCache.key(job.prompt.tokens, "speckv-lookahead", n)
+        hit = cache.get(key) if cache is not None else None
         if hit is None:
             t0 = time.perf_counter()
-            ctx, _tap = rt.draft_ctx(job.prompt.n + n)
-            out = greedy_continuation(ctx, rt.draft, job.prompt.tokens, n)
+            view = draft_view(rt, job.prompt)  # None: the draft shares the target's tokenizer
+            tokens = job.prompt.tokens if view is None else view.tokens
+            ctx, _tap = rt.draft_ctx(len(tokens) + n)
+            out = greedy_continuation(ctx, rt.draft, tokens, n)
+            fed = len(tokens) + max(0, len(out) - 1)
+            if view is not None:  # the answer goes over as text
+                out = to_target(rt, out)[:n]
             draft_ms = 1000.0 * (time.perf_counter() - t0)
-            if rt.score_cache is not None:
-                rt.score_cache[key] = (out, draft_ms)
+            if cache is not None:
+                cache.put(key, out, draft_ms, fed)
         else:  # counted as if it ran again, as SpecPC's reused draft pass is
-            out, draft_ms = hit
+            out, draft_ms, fed = hit
             job.timings.reused_ms += draft_ms
         job.timings.draft_ms += draft_ms
-        job.timings.draft_tokens += job.prompt.n + max(0, len(out) - 1)
+        job.timings.draft_tokens += fed
         job.lookahead = out
         return out
 

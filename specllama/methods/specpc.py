@@ -18,6 +18,7 @@ from ..engine import lib
 from ..errors import ConfigError
 from ..scoring import ScoreCache, score_with_attention
 from .base import Budget, DraftScoring, Job, Method
+from .crossvocab import draft_view, to_target
 from .draft import AttentionConfig
 from .draftpass import DraftPass
 from .scored import ScoredPromptStage
@@ -85,25 +86,32 @@ class SpecPCStage(ScoredPromptStage):
         if self.positions == "original" and not lib.has_patch("0001"):
             raise ConfigError("--positions original needs llama.cpp built with patches/0001 "
                               "(run `make install`)")
-        rt.check_same_tokenizer()
         cache = rt.score_cache
         key = ScoreCache.key(prompt.tokens, self.cfg.attention, self.cfg.lookahead, self.cfg.draft,
                              rt.attn_route)
         hit = cache.get(key) if cache is not None else None
         if hit is None:
             t0 = time.perf_counter()
-            model, attention, local = self.draft_pass(rt, prompt.n)
-            ctx, tap = rt.draft_ctx(prompt.n + self.cfg.lookahead, model)
-            att = score_with_attention(ctx, tap, model, prompt.tokens, attention, prompt.n,
-                                       self.cfg.lookahead, job.timings, local=local)
+            view = draft_view(rt, prompt)  # None: the draft shares the target's tokenizer
+            tokens = prompt.tokens if view is None else view.tokens
+            if view is not None:
+                view.alignment(rt)  # refuse a tokenizer that cannot be aligned before the draft runs
+            n = len(tokens)
+            model, attention, local = self.draft_pass(rt, n)
+            ctx, tap = rt.draft_ctx(n + self.cfg.lookahead, model)
+            att = score_with_attention(ctx, tap, model, tokens, attention, n, self.cfg.lookahead,
+                                       job.timings, local=local)
+            fed = n + max(0, len(att.lookahead) - 1)  # draft tokens read
+            if view is not None:
+                att = replace(att, scores=view.carry(rt, att.scores), lookahead=to_target(rt, att.lookahead))
             draft_ms = 1000.0 * (time.perf_counter() - t0)
             if cache is not None:
-                cache.put(key, att, draft_ms)
+                cache.put(key, att, draft_ms, fed)
         else:  # the draft pass ran for another budget: count its cost as if it ran again
-            att, draft_ms = hit
+            att, draft_ms, fed = hit
             job.timings.reused_ms += draft_ms
         job.timings.draft_ms += draft_ms
-        job.timings.draft_tokens += prompt.n + max(0, len(att.lookahead) - 1)
+        job.timings.draft_tokens += fed
         job.lookahead = att.lookahead
         return att.scores
 

@@ -12,26 +12,32 @@ import hashlib
 
 import numpy as np
 
-from .attention import AttentionScores
+from .attention import AttentionScores  # noqa: F401  (the value SpecPC stores)
 
 
 class ScoreCache:
-    """``{key: (scores, draft_ms)}`` where the key names the prompt and everything that decides
-    its scores (attention settings, lookahead, draft pass, attention route)."""
+    """``{key: (value, draft_ms, draft_tokens)}`` where the key names the prompt and everything
+    that decides what the draft produced for it (attention settings, lookahead, draft pass,
+    attention route), and the value is that product: SpecPC's :class:`AttentionScores` or SpecKV's
+    lookahead answer ``[m]``. ``draft_tokens`` is what the draft read for it."""
 
     def __init__(self):
-        self._hits: dict[tuple, tuple[AttentionScores, float]] = {}
+        self._hits: dict[tuple, tuple[object, float, int]] = {}
 
     @staticmethod
     def key(tokens: np.ndarray, *setup) -> tuple:
-        """The key of ``tokens[n]`` scored under ``setup`` (hashable settings)."""
+        """The key of ``tokens[n]`` produced under ``setup`` (hashable settings)."""
         return (hashlib.sha1(np.asarray(tokens, dtype=np.int32).tobytes()).hexdigest(), *setup)
 
-    def get(self, key: tuple) -> tuple[AttentionScores, float] | None:
+    def get(self, key: tuple) -> tuple[object, float, int] | None:
         return self._hits.get(key)
 
-    def put(self, key: tuple, scores: AttentionScores, draft_ms: float) -> None:
-        self._hits[key] = (scores, float(draft_ms))
+    def put(self, key: tuple, value: object, draft_ms: float, draft_tokens: int = 0) -> None:
+        self._hits[key] = (value, float(draft_ms), int(draft_tokens))
+
+    def clear(self) -> None:
+        """Forget every entry (an entry can hold a draft KV state: eval clears per sample)."""
+        self._hits.clear()
 
     def __len__(self) -> int:
         return len(self._hits)

@@ -431,3 +431,13 @@ def test_capture_overhead_compares_like_with_like_flash_attention():
     assert p.capture_baseline == "plain_fa_on"
     assert p.capture_overhead == pytest.approx(p.median("captured") / p.median("plain_fa_on") - 1)
     assert "vs FA on" in markdown(rep)
+
+
+def test_smoke_run_with_a_draft_of_another_tokenizer(tiny_path, tiny_other_vocab_path):
+    """Warm-up, the draft probe and the SpecPC cell all give the draft its own tokens."""
+    p = sl("-m", tiny_path, "-md", tiny_other_vocab_path, "--lengths", "500", "--methods", "specpc", *QUICK,
+           "--in-process", "--json")
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    d = json.loads(p.stdout)
+    assert validate(d) == [] and d["cells"][0]["median"]["n_kept"] <= 200
+    assert p.stderr.decode().count("use different tokenizers") == 1

@@ -73,10 +73,12 @@ def test_missing_and_non_gguf_model(tmp_path):
     one_line_error(sl("run", "-m", str(bad), "-p", "hi"), "not a GGUF")
 
 
-def test_draft_vocabulary_mismatch_names_both_models(tiny_path, tiny_other_vocab_path, doc):
-    p = sl("run", "-m", tiny_path, "-md", tiny_other_vocab_path, "-f", doc, "--budget", "200")
-    one_line_error(p, "different tokenizers")
-    assert b"tiny-other-vocab.gguf" in p.stderr and b"tiny.gguf" in p.stderr
+def test_draft_with_another_tokenizer_is_aligned_with_one_note_naming_both(tiny_path, tiny_other_vocab_path, doc):
+    p = sl("run", "-m", tiny_path, "-md", tiny_other_vocab_path, "-f", doc, "--budget", "200", "-n", "2")
+    assert p.returncode == 0, p.stderr
+    notes = [ln for ln in p.stderr.decode().splitlines() if "different tokenizers" in ln]
+    assert len(notes) == 1 and "tiny-other-vocab.gguf (llama, " in notes[0] and "tiny.gguf (llama, " in notes[0]
+    assert b"specllama: specpc:" in p.stderr
 
 
 def test_prompt_longer_than_context(tiny_path, doc):

@@ -49,14 +49,13 @@ def busy_port():
     (["--upstream", "ftp://x/v1"], "--upstream must be an http(s) URL"),
     (["--upstream", "http://127.0.0.1:9/v1"], "-m is not used with --upstream"),
     (["--method", "specpc", "-md", None], "needs a draft"),
-    (["-md", "OTHER"], "different tokenizers"),
     (["--port", "BUSY"], "cannot listen on 127.0.0.1"),
     (["--budget", "0"], "--budget must be >= 1"),
 ])
-def test_startup_errors(tiny_path, tiny_draft_path, tiny_other_vocab_path, busy_port, args, needle):
+def test_startup_errors(tiny_path, tiny_draft_path, busy_port, args, needle):
     if None in args:  # no draft at all
         args = [a for a in args if a not in (None, "-md")]
-    args = [{"OTHER": tiny_other_vocab_path, "BUSY": str(busy_port)}.get(a, a) for a in args]
+    args = [{"BUSY": str(busy_port)}.get(a, a) for a in args]
     one_line_error(sl("serve", "-m", tiny_path, "-t", "1", "--port", "0", *args), needle)
 
 
