@@ -4,7 +4,8 @@ types, defaults, help), ``specllama run --help`` itself, the server's ``specllam
 
 ``settings_snapshot.json`` was written from the code before the settings were declared once
 (``python tests/unit/test_settings_snapshot.py --write``); a change that alters anything users see
-fails here.
+fails here. One change was made on purpose since: ``--budget-pc 0`` given straight to the builder
+(as a server request does) names ``--budget-pc``, not ``--budget`` (the ``*/29/cli`` entries).
 """
 
 from __future__ import annotations
@@ -105,9 +106,14 @@ def build_from_request(opts: dict, defaults: dict, has_draft: bool, n_predict: i
 
 
 def build_from_api(method: str, kw: dict):
-    from specllama.api import _method
+    from types import SimpleNamespace
 
-    return _method(method, kw.get("budget"), kw.get("keep"), None)
+    from specllama.api import Session
+    from specllama.runtime import RuntimeConfig
+
+    s = object.__new__(Session)  # the keyword handling only: no models
+    s.rt = SimpleNamespace(cfg=RuntimeConfig(target="t.gguf", draft="d.gguf"))
+    return s.configs(method, None, **kw)[0]
 
 
 def snapshot() -> dict:
