@@ -11,16 +11,18 @@ fails here. One change was made on purpose since: ``--budget-pc 0`` given straig
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import click
-from click.testing import CliRunner
 
 from specllama.errors import ConfigError
 from specllama.methods import method_names
 
 SNAPSHOT = Path(__file__).with_name("settings_snapshot.json")
+ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ("run", "compress", "chat", "serve", "bench")
 METHODS = (None, "dense", "specpc", "speckv", "speckvpc", "snapkv", "streaming", "truncate", "random")
 CASES = [
@@ -116,6 +118,16 @@ def build_from_api(method: str, kw: dict):
     return s.configs(method, None, **kw)[0]
 
 
+def run_help() -> str:
+    """``specllama run --help`` as a fresh process renders it (click caches a command's help option
+    on first use, so a test that ran ``run`` on its own would change ``-h, --help`` here)."""
+    code = ("from click.testing import CliRunner; from specllama.cli.main import cli; "
+            "print(CliRunner().invoke(cli, ['run', '--help'], terminal_width=100).output, end='')")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          check=True, timeout=120).stdout
+
+
 def snapshot() -> dict:
     from specllama import registry
     from specllama.cli.main import cli
@@ -125,8 +137,7 @@ def snapshot() -> dict:
 
     out: dict = {"methods": method_names()}
     out["options"] = {c: option_table(cli.commands[c]) for c in COMMANDS}
-    res = CliRunner().invoke(cli, ["run", "--help"], terminal_width=100)
-    out["run_help"] = res.output
+    out["run_help"] = run_help()
     fields = sorted(method_fields())
     out["server_fields"] = fields
     bad = {}
