@@ -5,7 +5,9 @@
 ...     out = s.generate(document, question="Who wrote it?", method="specpc", keep=0.25)
 ...     print(out.text, out.timings.ttft_ms)
 
-``specllama.generate(...)`` and ``specllama.compress(...)`` do the same for one call.
+``specllama.generate(...)`` and ``specllama.compress(...)`` do the same for one call. Every method
+setting of ``specllama run`` is a keyword, named as in a server request's ``specllama`` object
+(``window=16``, ``kernel=5``, ``draft_attn="full"``...); unset ones take the method's defaults.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .engine.sampling import DEFAULT_SEED, SamplingConfig
-from .methods import Budget, GenConfig, Method, make_method
+from .engine.sampling import DEFAULT_SEED
+from .methods import GenConfig, Method, all_settings
 from .methods.specpc import SpecPCConfig
 from .pipeline import Result, TextFn, generate as _generate, select_prompt
 from .preflight import prepare_runtime
 from .prompt import Message, Prompt, build_prompt, compressed_messages, document_request
 from .runtime import Runtime, RuntimeConfig
+from .settings import gen_config, resolve
 from .timings import Timings
 
 
@@ -48,12 +51,15 @@ class Compressed:
         return int(len(self.kept))
 
 
-def _method(method: str | Method, budget: int | None, keep: float | None, specpc: SpecPCConfig | None,
-            **kw) -> Method:
-    if isinstance(method, Method):
-        return method
-    b = Budget(tokens=budget, keep=keep) if (budget is not None or keep is not None) else Budget(tokens=1024)
-    return make_method(method, budget=b, cfg=specpc or SpecPCConfig(), **kw)
+def options(settings: dict) -> dict:
+    """The API's method-setting keywords, checked against the declared settings (``TypeError`` for
+    an unknown one, as for any unexpected keyword)."""
+    known = {s.key for s in all_settings()}
+    for key in settings:
+        if key not in known:
+            raise TypeError(f"unexpected keyword argument {key!r}; the method settings are "
+                            f"{', '.join(sorted(known))}")
+    return settings
 
 
 class Session:
@@ -81,22 +87,37 @@ class Session:
         msgs = messages if messages is not None else document_request(document, question, system)
         return build_prompt(self.rt.target, msgs, self.chat_template, self.raw)
 
+    def configs(self, method: str | Method | None = "specpc", specpc: SpecPCConfig | None = None,
+                **settings) -> tuple[Method, GenConfig]:
+        """The method and generation settings of keywords as :meth:`generate` takes them (a
+        :class:`Method` is used as is); ``specpc`` replaces SpecPC's default config."""
+        o = {"method": None if isinstance(method, Method) else method, **settings}
+        if isinstance(method, Method):
+            return method, gen_config(o)
+        _, m, gen = resolve(o, self.rt.cfg, {"cfg": specpc} if specpc is not None else None)
+        return m, gen
+
     def generate(self, document: str = "", question: str | None = None, *, system: str | None = None,
                  messages: list[Message] | None = None, method: str | Method = "specpc",
                  budget: int | None = None, keep: float | None = None, n_predict: int = 256,
                  temp: float = 0.0, top_k: int = 40, top_p: float = 0.95, seed: int = DEFAULT_SEED,
-                 specpc: SpecPCConfig | None = None, on_text: TextFn | None = None) -> Result:
-        """Answer a request with ``method``; see :class:`specllama.pipeline.Result`."""
+                 specpc: SpecPCConfig | None = None, on_text: TextFn | None = None, **settings) -> Result:
+        """Answer a request with ``method``; see :class:`specllama.pipeline.Result`. ``settings``:
+        any other method setting by key (``window=16``, ``lookahead=4``...)."""
         prompt = self.prompt(document, question, system, messages)
-        gen = GenConfig(n_predict=n_predict, sampling=SamplingConfig(temp, top_k, top_p, seed))
-        return _generate(self.rt, prompt, _method(method, budget, keep, specpc), gen, on_text)
+        m, gen = self.configs(method, specpc, budget=budget, keep=keep, n_predict=n_predict, temp=temp,
+                              top_k=top_k, top_p=top_p, seed=seed, **options(settings))
+        return _generate(self.rt, prompt, m, gen, on_text)
 
     def compress(self, document: str = "", question: str | None = None, *, system: str | None = None,
                  messages: list[Message] | None = None, budget: int | None = None,
-                 keep: float | None = None, specpc: SpecPCConfig | None = None, gap: str = "") -> Compressed:
-        """Compress a request with SpecPC without running the target's generation."""
+                 keep: float | None = None, specpc: SpecPCConfig | None = None, gap: str = "",
+                 **settings) -> Compressed:
+        """Compress a request with SpecPC without running the target's generation; ``settings`` as
+        for :meth:`generate`."""
         prompt = self.prompt(document, question, system, messages)
-        kept, job = select_prompt(self.rt, prompt, _method("specpc", budget, keep, specpc))
+        method, _ = self.configs("specpc", specpc, budget=budget, keep=keep, **options(settings))
+        kept, job = select_prompt(self.rt, prompt, method)
         msgs = compressed_messages(self.rt.target, prompt, kept, gap)
         user = next((c for r, c in reversed(msgs) if r == "user"), msgs[-1][1] if msgs else "")
         return Compressed(text=user, messages=msgs, kept=kept, n_prompt=prompt.n, timings=job.timings,

@@ -1,13 +1,14 @@
-"""Shared click options, with llama.cpp's flag names where they exist (configs are built in ``settings``)."""
+"""Shared click options, with llama.cpp's flag names where they exist (configs are built in ``settings``).
+
+The method flags are generated from the methods' setting declarations (``methods/setting.py``).
+"""
 
 from __future__ import annotations
 
 import click
 
 from .engine.sampling import DEFAULT_SEED
-from .methods import method_names
-from .methods.draftpass import DRAFT_ATTN
-from .methods.specpc import POSITIONS
+from .methods import METHODS, Setting, method_flags, taken
 
 
 def _stack(*decorators):
@@ -49,38 +50,26 @@ prompt_options = _stack(
     click.option("--raw", is_flag=True, help="Feed the text as is, without a chat template."),
 )
 
-method_options = _stack(
-    click.option("--method", type=click.Choice(method_names()), default=None,
-                 help="Compression method [default: specpc with a draft, else dense]."),
-    click.option("--budget", type=int, default=None,
-                 help="Prompt tokens the target keeps (protected tokens included) [default: 1024]."),
-    click.option("--keep", type=float, default=None, help="Budget as a fraction of the prompt."),
-    click.option("--budget-pc", "budget_pc", type=int, default=None,
-                 help="speckvpc: tokens SpecPC keeps before SpecKV [default: 2048]."),
-    click.option("--window", type=int, default=None,
-                 help="Last prompt tokens whose attention scores the prompt, always kept "
-                      "[specpc 64, speckv/snapkv 32]."),
-    click.option("--lookahead", type=int, default=None,
-                 help="Draft tokens used for scoring [specpc 1; speckv: -n, capped by this]."),
-    click.option("--kernel", type=int, default=None, help="Score pooling width [specpc 64, speckv 7]."),
-    click.option("--pool", type=click.Choice(["max", "avg"]), default="max", show_default=True),
-    click.option("--reduction", type=click.Choice(["max", "mean"]), default="max", show_default=True,
-                 help="Reduction over heads, queries, layers and steps."),
-    click.option("--neighbours", type=int, default=None, help="specpc: span kept around each chosen token [default: kernel]."),
-    click.option("--start-layer", type=int, default=None, help="specpc: first draft layer read [default: n_layer/3]."),
-    click.option("--no-weighted-query", is_flag=True, help="specpc: weigh all window queries equally."),
-    click.option("--positions", type=click.Choice(POSITIONS), default="renumber", show_default=True,
-                 help="specpc: positions of the kept tokens in the target."),
-    click.option("--draft-attn", "draft_attn", type=click.Choice(DRAFT_ATTN), default=None,
-                 help="specpc: draft queries before the window attend to sinks + a local window "
-                      "(sparse) or to every key (full, the exact draft) [default: sparse]."),
-    click.option("--draft-window", "draft_window", type=int, default=None,
-                 help="specpc: keys each sparse draft query attends to [default: 1024]."),
-    click.option("--draft-sinks", "draft_sinks", type=int, default=None,
-                 help="specpc: first prompt keys every sparse draft query attends to [default: 64]."),
-    click.option("--draft-layers", "draft_layers", type=int, default=None,
-                 help="specpc: run only the first N draft layers (0: all) [default: all]."),
-)
+def setting_option(s: Setting):
+    """The click option of a method setting: its flags, type or choices, help, and (with
+    ``show_default``) the default every method taking it shares."""
+    kw: dict = {"help": s.help}
+    if s.type is bool:
+        return click.option(*s.flags, s.key, is_flag=True, **kw)
+    if s.show_default:
+        defaults = {d for cls in METHODS.values() for d in taken(cls).get(s, ())}
+        if len(defaults) != 1:
+            raise ValueError(f"{s.flag}: show_default needs one default shared by its methods, not {defaults}")
+        kw.update(default=defaults.pop(), show_default=True)
+    else:
+        kw["default"] = None
+    return click.option(*s.flags, s.key, type=click.Choice(s.choices) if s.choices else s.type, **kw)
+
+
+def method_options(f):
+    """``--method`` and every registered method's settings, generated from their declarations."""
+    return _stack(*(setting_option(s) for s in method_flags()))(f)
+
 
 gen_options = _stack(
     click.option("-n", "--n-predict", "n_predict", type=int, default=256, show_default=True,

@@ -1,47 +1,41 @@
 """Settings as the front ends receive them (flag names as keys) turned into typed configs.
 
-The CLI, the chat REPL and the server all describe a request with the same option names (those of
-``options.py``, e.g. ``method``, ``budget``, ``keep``, ``window``, ``n_predict``, ``temp``);
-this module is the one place that turns such a dict into a ``RuntimeConfig``, a ``Method`` and a
-``GenConfig``, applying each method's own defaults to the options left unset.
+The CLI, the chat REPL, the server and the Python API all describe a request with the same option
+names (the keys of the method settings, e.g. ``method``, ``budget``, ``keep``, ``window``, and
+``n_predict``, ``temp``, ``-m``'s ``target``...). :func:`resolve` is the one way from such a dict to
+a ``RuntimeConfig``, a ``Method`` and a ``GenConfig``; each method's own defaults fill the settings
+left unset, as its config declares them (``methods/setting.py``).
 """
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from . import registry
 from .engine.sampling import DEFAULT_SEED, SamplingConfig
-from .errors import ModelError
-from .methods import Budget, GenConfig, Method, make_method
-from .errors import ConfigError
-from .methods.draft import AttentionConfig
-from .methods.draftpass import DraftPass
-from .methods.speckv import SpecKVConfig
-from .methods.specpc import SpecPCConfig
+from .errors import ConfigError, ModelError
+from .methods import Budget, GenConfig, Method, all_settings, make_method, method_class, owners, taken
 from .runtime import RuntimeConfig
 
 DEFAULT_BUDGET = 1024
-DRAFT_FLAGS = ("draft_attn", "draft_window", "draft_sinks", "draft_layers")
+DEFAULT_PREDICT = 256
+DRAFT_FLAGS = tuple(s.key for s in all_settings() if s.strict)  # refused for the methods without them
 
 
-def draft_pass(o: dict, name: str) -> DraftPass:
-    """SpecPC's draft pass from ``--draft-attn/-window/-sinks/-layers`` (``--draft-layers 0``: all).
+def resolve(o: Mapping[str, Any], runtime: RuntimeConfig | None = None,
+            base: Mapping[str, Any] | None = None) -> tuple[RuntimeConfig, Method, GenConfig]:
+    """The configs a request's options describe: the CLI's parsed flags, a server request's fields
+    over the server's defaults, or the API's keywords.
 
-    They apply to specpc only: speckvpc's draft writes the lookahead answer, so it runs exactly.
+    ``runtime`` is the config of a runtime already loaded (chat, serve, a ``Session``), returned as
+    is; without it the models come from ``-m``/``-md`` (see :func:`runtime_config`). ``base`` gives
+    constructor arguments to start from instead of the method's defaults (the API's ``specpc=``).
     """
-    given = [k for k in DRAFT_FLAGS if o.get(k) is not None]
-    if given and name != "specpc":
-        flag = "--" + given[0].replace("_", "-")
-        raise ConfigError(f"{flag} applies to --method specpc only (not {name})")
-    d = DraftPass()
-    layers = o.get("draft_layers")
-    if layers is not None and layers < 0:
-        raise ConfigError(f"--draft-layers must be >= 0, got {layers}")
-    share = 1.0 if layers == 0 else d.layer_share
-    return DraftPass(attn=_given(o, "draft_attn", d.attn), local_window=_given(o, "draft_window", d.local_window),
-                     sinks=_given(o, "draft_sinks", d.sinks), layers=layers or None, layer_share=share)
+    cfg = runtime if runtime is not None else runtime_config(o, wants_draft(o))
+    return cfg, method_from(o, bool(cfg.draft), base), gen_config(o)
 
 
-def runtime_config(o: dict, need_draft: bool | None = None) -> RuntimeConfig:
+def runtime_config(o: Mapping[str, Any], need_draft: bool | None = None) -> RuntimeConfig:
     """Resolve ``-m``/``-md`` (paths or known names) and build the runtime config.
 
     Without ``-md`` the default pair's draft is used only when the target is the default one too,
@@ -66,43 +60,39 @@ def runtime_config(o: dict, need_draft: bool | None = None) -> RuntimeConfig:
                          n_gpu_layers_draft=o.get("ngld", 0))
 
 
-def _given(o: dict, key: str, default):
-    v = o.get(key)
-    return default if v is None else v
+def method_from(o: Mapping[str, Any], has_draft: bool, base: Mapping[str, Any] | None = None) -> Method:
+    """The method ``o`` names (default: specpc with a draft, else dense), its settings from ``o``
+    and its own defaults for the rest.
 
-
-def method_from(o: dict, has_draft: bool) -> Method:
-    """Build the method and its configs from CLI options (unset flags take each method's default)."""
+    A strict setting given to a method without it is refused; the other settings a method does not
+    take are ignored, but still checked against their range.
+    """
     name = o.get("method") or ("specpc" if has_draft else "dense")
+    cls = method_class(name)
+    mine = taken(cls)
+    for s in all_settings():
+        if s.strict and s not in mine and o.get(s.key) is not None:
+            raise ConfigError(f"{s.flag} applies to --method {', '.join(owners(s))} only (not {name})")
     if o.get("budget") is None and o.get("keep") is None:
         budget = Budget(tokens=DEFAULT_BUDGET)
     else:
         budget = Budget(tokens=o.get("budget"), keep=o.get("keep"))
-    reduction, pool = o.get("reduction", "max"), o.get("pool", "max")
-    pc_attn = AttentionConfig(window=_given(o, "window", 64), reduction=reduction,
-                              weighted_query=not o.get("no_weighted_query", False),
-                              start_layer=o.get("start_layer"))
-    specpc = SpecPCConfig(attention=pc_attn, lookahead=_given(o, "lookahead", 1) if name == "specpc" else 1,
-                          pool=pool, kernel=_given(o, "kernel", 64), neighbours=o.get("neighbours"),
-                          positions=o.get("positions", "renumber"), draft=draft_pass(o, name))
-    kv_attn = AttentionConfig(window=_given(o, "window", 32), reduction=reduction, weighted_query=False,
-                              start_layer=0)
-    speckv = SpecKVConfig(attention=kv_attn, lookahead=o.get("lookahead") if name != "specpc" else None,
-                          pool=pool, kernel=_given(o, "kernel", 7) if name != "speckvpc" else 7)
-    budget_pc = Budget(tokens=_given(o, "budget_pc", 2048))
-    return make_method(name, budget=budget, budget_pc=budget_pc, cfg=specpc, speckv=speckv,
-                       n_predict=o.get("n_predict", 256), seed=0)
+    base = base or {}
+    args = {key: part.build(o, base.get(key)) for key, part in cls.settings.items()}
+    for s in all_settings():
+        if s not in mine:
+            s.check(o.get(s.key))
+    return make_method(name, budget=budget, n_predict=o.get("n_predict", DEFAULT_PREDICT), seed=0, **args)
 
 
-def gen_config(o: dict) -> GenConfig:
-    return GenConfig(n_predict=o.get("n_predict", 256),
+def gen_config(o: Mapping[str, Any]) -> GenConfig:
+    return GenConfig(n_predict=o.get("n_predict", DEFAULT_PREDICT),
                      sampling=SamplingConfig(temp=o.get("temp", 0.0), top_k=o.get("top_k", 40),
                                              top_p=o.get("top_p", 0.95), seed=o.get("seed", DEFAULT_SEED)))
 
 
-def wants_draft(o: dict) -> bool | None:
+def wants_draft(o: Mapping[str, Any]) -> bool | None:
     """True if the chosen method needs a draft, None if it is chosen by draft availability."""
     if o.get("method") is None:
         return None
     return make_method(o["method"]).needs_draft
-

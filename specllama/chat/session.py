@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 
-from ..settings import gen_config, method_from
+from ..settings import resolve
 from ..engine import lib
 from ..engine.context import kv_bytes_for
 from ..engine.sampling import Sampler
@@ -108,7 +108,7 @@ class ChatSession:
     Args:
         rt: the models; the session's long-lived contexts are its own (``Runtime.owned_ctx``).
         options: the CLI's option dict; method and generation settings are built from it with
-            ``settings.method_from`` / ``gen_config`` and changed with :meth:`configure`.
+            ``settings.resolve`` and changed with :meth:`configure`.
         template: chat template name or Jinja text overriding the target GGUF's.
         system: the system prompt (never compressed).
         reuse: keep the KV of earlier turns (False re-prefills the whole conversation each turn,
@@ -150,13 +150,13 @@ class ChatSession:
 
     # -- settings -----------------------------------------------------------------------------
     def _build(self, o: dict) -> tuple[Method, GenConfig]:
-        method = method_from(o, self.rt.has_draft)
+        _, method, gen = resolve(o, self.rt.cfg)
         if method.needs_draft and not self.rt.has_draft:
             raise ConfigError(f"method {method.name} needs a draft model: restart with -md FILE.gguf")
         if not renumbers(method) and not lib.has_patch("0001"):
             raise ConfigError(f"{method.name} keeps original positions in chat, which needs llama.cpp "
                               "built with patches/0001 (run `make install`)")
-        return method, gen_config(o)
+        return method, gen
 
     def configure(self, **changes) -> None:
         """Change CLI-level settings (``method``, ``budget``, ``keep``, ``temp``, ``n_predict``...);

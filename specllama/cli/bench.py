@@ -22,7 +22,6 @@ from ..outpaths import check_writable_file
 from ..options import method_options, model_options
 from ..preflight import prepare_runtime
 from ..settings import DRAFT_FLAGS, method_from, runtime_config
-from .flags import check_method_flags
 
 DEFAULT_METHODS = ("specpc", "speckv")  # compared against dense when registered
 
@@ -223,7 +222,6 @@ def bench(methods, lengths, repeats, n_predict, corpus, max_busy, idle_wait, ret
         d = {**o, "method": name, "n_predict": n_predict, **extra}
         return d if name == "specpc" else {k: v for k, v in d.items() if k not in DRAFT_FLAGS}
 
-    check_method_flags(o)
     built = tuple(method_from(opts(n), True) for n in names)
     if exact_draft:
         built += tuple(method_from(opts(n, draft_attn="full", draft_layers=0), True) for n in names if n == "specpc")

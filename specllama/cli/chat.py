@@ -11,9 +11,8 @@ from ..engine import lib
 from ..errors import ConfigError, Interrupted, PromptError
 from ..preflight import prepare_runtime
 from ..runtime import Runtime
-from .flags import check_method_flags
 from ..inputs import read_prompt
-from ..settings import runtime_config, wants_draft
+from ..settings import resolve
 from ..options import gen_options, method_options, model_options, prompt_options
 from .output import note
 
@@ -55,8 +54,7 @@ def chat(show_stats: bool, **o) -> int:
     if o.get("raw"):
         raise ConfigError("--raw has no chat template to hold a conversation; use `specllama run --raw`")
     tty = sys.stdin.isatty()
-    check_method_flags(o)
-    cfg = prepare_runtime(runtime_config(o, wants_draft(o)), note)
+    cfg = prepare_runtime(resolve(o)[0], note)  # the settings are checked before any model loads
     with Runtime(cfg) as rt:
         session = ChatSession(rt, o, template=o.get("chat_template"), system=o.get("system"),
                               progress=terminal_progress(sys.stderr), note=note)

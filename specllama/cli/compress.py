@@ -15,14 +15,13 @@ import click
 
 from ..api import Compressed
 from ..engine import lib
-from ..methods import METHODS, make_method, method_names
+from ..methods import METHODS, method_names
 from ..pipeline import select_prompt
 from ..preflight import prepare_runtime
 from ..prompt import compressed_messages
 from ..runtime import Runtime
-from .flags import check_method_flags
 from ..options import method_options, model_options, prompt_options
-from ..settings import method_from, runtime_config
+from ..settings import resolve
 from .output import note
 from .run import load_request
 
@@ -88,10 +87,8 @@ def compress(gap: str, as_json: bool, **o) -> None:
     """Print the compressed user message (documents cut to the kept tokens, question intact)."""
     lib.init(o.get("verbose"))
     o["method"] = o.get("method") or DEFAULT_METHOD
-    check_method_flags(o)
-    cfg = prepare_runtime(runtime_config(o, need_draft=make_method(o["method"]).needs_draft), note)
-    with Runtime(cfg) as rt:
-        method = method_from(o, rt.has_draft)
+    cfg, method, _ = resolve(o)
+    with Runtime(prepare_runtime(cfg, note)) as rt:
         prompt = load_request(rt, o)
         kept, job = select_prompt(rt, prompt, method)
         msgs = compressed_messages(rt.target, prompt, kept, gap)

@@ -8,13 +8,10 @@ import sys
 import click
 
 from ..engine import lib
-from ..preflight import prepare_runtime
 from ..prompt import build_prompt, document_request
 from ..runtime import Runtime
-from ..settings import gen_config, method_from, runtime_config, wants_draft
-from .flags import check_method_flags
 from ..inputs import read_prompt
-from .serve import upstream_from, upstream_options, upstream_runtime
+from .serve import configs, open_runtime, upstream_from, upstream_options
 from ..options import gen_options, method_options, model_options, prompt_options
 from .output import note
 
@@ -24,11 +21,6 @@ def load_request(rt: Runtime, o: dict):
     text = read_prompt(o.get("prompt"), o.get("file"))
     return build_prompt(rt.target, document_request(text, o.get("question"), o.get("system")),
                         o.get("chat_template"), o.get("raw", False))
-
-
-def local_runtime(o: dict) -> Runtime:
-    """The target (and draft) runtime the model options describe, both files checked up front."""
-    return Runtime(prepare_runtime(runtime_config(o, wants_draft(o)), note))
 
 
 @click.command()
@@ -45,11 +37,9 @@ def run(as_json: bool, quiet: bool, **o) -> None:
     from ..serve.upstream import generate_upstream
 
     lib.init(o.get("verbose"))
-    check_method_flags(o)
     up = upstream_from(o)
-    with (upstream_runtime(o) if up else local_runtime(o)) as rt:
-        method = method_from(o, rt.has_draft)
-        gen = gen_config(o)
+    cfg, method, gen = configs(o, up is not None)
+    with open_runtime(cfg, up is not None) as rt:
         prompt = load_request(rt, o)
         out = sys.stdout
 

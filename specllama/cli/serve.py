@@ -16,10 +16,10 @@ from .. import registry
 from ..engine import lib
 from ..errors import ConfigError, ModelError, SpecllamaError
 from ..preflight import prepare_runtime
-from ..runtime import Runtime
+from ..methods import GenConfig, Method
+from ..runtime import Runtime, RuntimeConfig
 from ..serve.config import LOOPBACK, MiB, ServeConfig, UpstreamConfig
-from ..settings import gen_config, method_from, runtime_config, wants_draft
-from .flags import check_method_flags
+from ..settings import resolve, runtime_config
 from ..options import _stack, gen_options, method_options, model_options
 from .output import note
 
@@ -48,17 +48,30 @@ def upstream_from(o: dict) -> UpstreamConfig | None:
     return UpstreamConfig(url=url, api_key=key, model=model, timeout=timeout)
 
 
-def upstream_runtime(o: dict) -> Runtime:
-    """A draft-only runtime for ``--upstream`` (``-md``, or the default pair's draft)."""
-    from ..serve.upstream import DraftRuntime
-
+def upstream_config(o: dict) -> RuntimeConfig:
+    """The draft-only runtime config of ``--upstream`` (``-md``, or the default pair's draft)."""
     if o.get("target"):
         raise ConfigError("-m is not used with --upstream (the upstream runs the target); pass only -md")
     draft = registry.resolve(o.get("draft"), "draft")
     if draft is None:
         raise ModelError("--upstream needs a draft model: pass -md FILE.gguf")
-    cfg = runtime_config({**o, "target": draft, "draft": draft}, need_draft=True)
-    return DraftRuntime(prepare_runtime(cfg, note))
+    return runtime_config({**o, "target": draft, "draft": draft}, need_draft=True)
+
+
+def configs(o: dict, upstream: bool = False) -> tuple[RuntimeConfig, Method, GenConfig]:
+    """The runtime config (only the draft with ``--upstream``), method and generation settings the
+    options describe; nothing is loaded yet."""
+    return resolve(o, upstream_config(o) if upstream else None)
+
+
+def open_runtime(cfg: RuntimeConfig, upstream: bool = False) -> Runtime:
+    """The runtime of ``cfg``, both model files checked first (a draft-only one for ``--upstream``)."""
+    cfg = prepare_runtime(cfg, note)
+    if upstream:
+        from ..serve.upstream import DraftRuntime
+
+        return DraftRuntime(cfg)
+    return Runtime(cfg)
 
 
 def _is_loopback(host: str) -> bool:
@@ -113,21 +126,20 @@ def serve(host: str, port: int, api_key: str | None, alias: str | None, chat_tem
 
     lib.init(o.get("verbose"))
     up = upstream_from(o)
+    rt_cfg, method, gen = configs(o, up is not None)
     cfg = ServeConfig(host=host, port=port, api_key=api_key, alias=alias, queue_size=queue_size,
                       max_body_bytes=max_body, max_prompt_tokens=max_prompt_tokens, chat_template=chat_template,
-                      gap=gap, gen=gen_config(o), method_opts={k: o.get(k) for k in method_fields()},
+                      gap=gap, gen=gen, method_opts={k: o.get(k) for k in method_fields()},
                       upstream=up, access_log=not quiet)
-    check_method_flags(o)
-    rt = upstream_runtime(o) if up else Runtime(prepare_runtime(runtime_config(o, wants_draft(o)), note))
+    if method.needs_draft and not rt_cfg.draft:
+        raise ModelError(f"method {method.name} needs a draft model: pass -md FILE.gguf")
+    if up:
+        check_prompt_only(method)
+    rt = open_runtime(rt_cfg, up is not None)
     try:
         name = rt.target.name  # load now: a bad file fails before the port is taken
         if rt.has_draft:
             rt.note_tokenizers()  # loads the draft now; a draft with another tokenizer is aligned
-        method = method_from(o, rt.has_draft)
-        if method.needs_draft and not rt.has_draft:
-            raise ModelError(f"method {method.name} needs a draft model: pass -md FILE.gguf")
-        if up:
-            check_prompt_only(method)
         sock = listen(host, port)
     except BaseException:
         rt.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -169,10 +169,16 @@ class KVStage(Protocol):
 
 
 class Method:
-    """A named pair of optional stages. Subclasses only set attributes and build stages."""
+    """A named pair of optional stages. Subclasses only set attributes and build stages.
+
+    ``settings`` names the constructor arguments the front ends build from the method flags
+    (``{"cfg": Configured(SpecPCConfig)}``, see :mod:`.setting`); ``budget`` (``--budget``/
+    ``--keep``), ``n_predict`` and ``seed`` reach every method.
+    """
 
     name: ClassVar[str] = "dense"
     help: ClassVar[str] = ""
+    settings: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, prompt_stage: PromptStage | None = None, kv_stage: KVStage | None = None,
                  budget: Budget = Budget(), budget_pc: Budget = Budget()):

@@ -22,9 +22,15 @@ import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from .catalog import DRAFT_ATTENTION, DRAFT_ATTN, DRAFT_LAYERS, DRAFT_SINKS, DRAFT_WINDOW, MAX_WINDOW
+from .setting import validate
 
-DRAFT_ATTN = ("sparse", "full")
-MAX_WINDOW = 1 << 20
+__all__ = ["DRAFT_ATTN", "MAX_WINDOW", "DraftPass", "EXACT", "draft_pass_of"]
+
+
+def _first_layers(n: int) -> dict:
+    """``--draft-layers N``: the first ``N`` layers; 0: all of them."""
+    return {"layers": None, "layer_share": 1.0} if n == 0 else {"layers": n}
 
 
 @dataclass(frozen=True)
@@ -36,27 +42,20 @@ class DraftPass:
         local_window: keys before each such query that it attends to (itself included).
         sinks: first prompt keys every query attends to (attention sinks).
         layers: run only the first ``layers`` draft layers (``--draft-layers N``); None: decided by
-            ``layer_share``.
+            ``layer_share`` (``--draft-layers 0`` sets ``layer_share`` 1.0: every layer).
         layer_share: without ``layers``, run the first ``ceil(layer_share * n_layer)`` layers (16 of
             the 0.5B draft's 24); 1.0 runs them all. A SpecPC lookahead above 1 needs the draft to
             write tokens, so it then runs every layer.
     """
 
-    attn: str = "sparse"
-    local_window: int = 512
-    sinks: int = 64
-    layers: int | None = None
+    attn: str = DRAFT_ATTENTION.field("sparse")
+    local_window: int = DRAFT_WINDOW.field(512)
+    sinks: int = DRAFT_SINKS.field(64)
+    layers: int | None = DRAFT_LAYERS.field(None, min=1, convert=_first_layers)
     layer_share: float = 2 / 3
 
     def __post_init__(self):
-        if self.attn not in DRAFT_ATTN:
-            raise ConfigError(f"--draft-attn must be one of {', '.join(DRAFT_ATTN)}, got {self.attn!r}")
-        if not 1 <= self.local_window <= MAX_WINDOW:
-            raise ConfigError(f"--draft-window must be in 1..{MAX_WINDOW}, got {self.local_window}")
-        if not 0 <= self.sinks <= MAX_WINDOW:
-            raise ConfigError(f"--draft-sinks must be in 0..{MAX_WINDOW}, got {self.sinks}")
-        if self.layers is not None and self.layers < 1:
-            raise ConfigError(f"--draft-layers must be >= 1, got {self.layers}")
+        validate(self)
         if not 0.0 < self.layer_share <= 1.0:
             raise ConfigError(f"the draft's layer share must be in (0, 1], got {self.layer_share}")
 

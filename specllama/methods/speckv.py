@@ -14,17 +14,19 @@ llama.cpp's KV cell is shared by every layer and head, so cells are chosen per t
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..scoring import greedy_continuation
 from .base import Budget, Job, Method
-from ..scoring import ScoreCache
+from ..scoring import ScoreCache, greedy_continuation
+from .catalog import KERNEL, LOOKAHEAD, POOL, REDUCTION, WINDOW
 from .crossvocab import draft_view, to_target
 from .draft import AttentionConfig
 from .scored import ScoredKVStage
+from .setting import Configured, nested, validate
 
 
 def _speckv_attention() -> AttentionConfig:
@@ -43,18 +45,13 @@ class SpecKVConfig:
         kernel: pooling width (odd in the paper).
     """
 
-    attention: AttentionConfig = field(default_factory=_speckv_attention)
-    lookahead: int | None = None
-    pool: str = "max"
-    kernel: int = 7
+    attention: AttentionConfig = nested(_speckv_attention, window=WINDOW, reduction=REDUCTION)
+    lookahead: int | None = LOOKAHEAD.field(None)
+    pool: str = POOL.field("max")
+    kernel: int = KERNEL.field(7)
 
     def __post_init__(self):
-        if self.lookahead is not None and self.lookahead < 0:
-            raise ConfigError(f"--lookahead must be >= 0, got {self.lookahead}")
-        if self.pool not in ("max", "avg"):
-            raise ConfigError(f"--pool must be max or avg, got {self.pool!r}")
-        if self.kernel < 1:
-            raise ConfigError(f"--kernel must be >= 1, got {self.kernel}")
+        validate(self)
 
     def lookahead_len(self, n_predict: int) -> int:
         n = n_predict if n_predict > 0 else 256
@@ -116,6 +113,7 @@ class AttentionKVStage(ScoredKVStage):
 class SpecKV(Method):
     name = "speckv"
     help = "the target keeps the KV cells its window and the draft's answer attend to"
+    settings = {"speckv": Configured(SpecKVConfig)}
 
     def __init__(self, budget: Budget = Budget(), speckv: SpecKVConfig = SpecKVConfig(), **_):
         if speckv.lookahead == 0:
@@ -126,6 +124,7 @@ class SpecKV(Method):
 class SnapKV(Method):
     name = "snapkv"
     help = "baseline: the target keeps the KV cells its own last window attends to (no draft)"
+    settings = {"speckv": Configured(SpecKVConfig, skip=("lookahead",))}
 
     def __init__(self, budget: Budget = Budget(), speckv: SpecKVConfig = SpecKVConfig(), **_):
         cfg = SpecKVConfig(attention=speckv.attention, lookahead=0, pool=speckv.pool, kernel=speckv.kernel)

@@ -18,12 +18,15 @@ from ..engine import lib
 from ..errors import ConfigError
 from ..scoring import ScoreCache, score_with_attention
 from .base import Budget, DraftScoring, Job, Method
+from .catalog import (KEPT_POSITIONS, KERNEL, LOOKAHEAD, NEIGHBOURS, NO_WEIGHTED_QUERY, POOL, POSITIONS, REDUCTION,
+                      START_LAYER, WINDOW)
 from .crossvocab import draft_view, to_target
 from .draft import AttentionConfig
 from .draftpass import DraftPass
 from .scored import ScoredPromptStage
+from .setting import Configured, nested, validate
 
-POSITIONS = ("renumber", "original")
+__all__ = ["POSITIONS", "SpecPC", "SpecPCConfig", "SpecPCStage"]
 
 
 @dataclass(frozen=True)
@@ -41,25 +44,17 @@ class SpecPCConfig:
         draft: how the draft prefills the prompt (sparse attention, fewer layers, or exact).
     """
 
-    attention: AttentionConfig = field(default_factory=AttentionConfig)
-    lookahead: int = 1
-    pool: str = "max"
-    kernel: int = 64
-    neighbours: int | None = None
-    positions: str = "renumber"
+    attention: AttentionConfig = nested(AttentionConfig, window=WINDOW, reduction=REDUCTION,
+                                        weighted_query=NO_WEIGHTED_QUERY, start_layer=START_LAYER)
+    lookahead: int = LOOKAHEAD.field(1, min=1, where="for specpc")
+    pool: str = POOL.field("max")
+    kernel: int = KERNEL.field(64)
+    neighbours: int | None = NEIGHBOURS.field(None)
+    positions: str = KEPT_POSITIONS.field("renumber")
     draft: DraftPass = field(default_factory=DraftPass)
 
     def __post_init__(self):
-        if self.lookahead < 1:
-            raise ConfigError(f"--lookahead must be >= 1 for specpc, got {self.lookahead}")
-        if self.pool not in ("max", "avg"):
-            raise ConfigError(f"--pool must be max or avg, got {self.pool!r}")
-        if self.kernel < 1:
-            raise ConfigError(f"--kernel must be >= 1, got {self.kernel}")
-        if self.neighbours is not None and self.neighbours < 1:
-            raise ConfigError(f"--neighbours must be >= 1, got {self.neighbours}")
-        if self.positions not in POSITIONS:
-            raise ConfigError(f"--positions must be one of {', '.join(POSITIONS)}, got {self.positions!r}")
+        validate(self)
         if self.draft.layers is not None and self.draft.layers > 0 and self.lookahead > 1:
             raise ConfigError(f"--draft-layers cuts the draft, which then cannot write the {self.lookahead} "
                               "lookahead tokens asked for; drop --draft-layers or use --lookahead 1")
@@ -134,6 +129,7 @@ class SpecPCStage(ScoredPromptStage):
 class SpecPC(Method):
     name = "specpc"
     help = "draft attention picks the prompt tokens the target prefills"
+    settings = {"cfg": Configured(SpecPCConfig)}
 
     def __init__(self, budget: Budget = Budget(), cfg: SpecPCConfig = SpecPCConfig(), **_):
         super().__init__(prompt_stage=SpecPCStage(cfg), budget=budget)

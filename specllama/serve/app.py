@@ -35,7 +35,7 @@ from .config import ServeConfig
 from .errors import ApiError, PromptTooLong, from_specllama
 from .metrics import Metrics
 from .responses import DONE, Answer, sse
-from .schema import ApiRequest, build_method, gen_config, parse_chat, parse_completion, parse_json
+from .schema import ApiRequest, parse_chat, parse_completion, parse_json, resolve_request
 from .upstream import AsyncUpstream, check_prompt_only, compress_prompt, rewrite_body
 from .worker import Event, QueueFull, ShuttingDown, Ticket, Worker
 
@@ -179,14 +179,15 @@ class Api:
         except ShuttingDown:
             raise ApiError(503, "the server is shutting down", code="shutting_down") from None
 
-    def method_for(self, req: ApiRequest, n_predict: int) -> Method:
-        method = build_method(req, self.cfg.method_opts, self.has_draft, n_predict)
+    def configs(self, req: ApiRequest) -> tuple[Method, GenConfig]:
+        """The request's method and generation settings, over the server's defaults."""
+        _, method, gen = resolve_request(req, self.cfg.method_opts, self.cfg.gen, self.rt.cfg)
         if self.cfg.upstream is not None:
             try:
                 check_prompt_only(method)
             except SpecllamaError as exc:
                 raise ApiError(400, str(exc), "specllama.method") from None
-        return method
+        return method, gen
 
     def tokenize(self, rt: Runtime, req: ApiRequest):
         prompt = build_prompt(rt.target, list(req.messages), self.cfg.chat_template, req.raw)
@@ -219,8 +220,7 @@ class Api:
     async def complete(self, request: Request, parse: Callable[[dict], ApiRequest]) -> Response:
         self.check_key(request)
         req = parse(await self.read_body(request))
-        gen = gen_config(req, self.cfg.gen)
-        method = self.method_for(req, gen.n_predict)
+        method, gen = self.configs(req)
         if self.upstream is not None:
             return await self.forward(request, req, method)
         ticket = self.submit(partial(self.run_local, req, method, gen), req.stream)

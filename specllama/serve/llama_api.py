@@ -33,7 +33,7 @@ from .errors import ApiError
 from .llama_schema import parse_detokenize, parse_llama_completion, parse_tokenize
 from .metrics import CONTENT_TYPE
 from .responses import extras, sse
-from .schema import ApiRequest, build_method, gen_config
+from .schema import ApiRequest
 from .worker import Event, Ticket
 
 STOP_TYPE = {"eog": "eos", "length": "limit"}
@@ -122,8 +122,7 @@ class LlamaApi:
         api.check_key(request)
         self.local_only("POST /completion")
         req = parse_llama_completion(await api.read_body(request))
-        gen = gen_config(req, api.cfg.gen)
-        method = api.method_for(req, gen.n_predict)
+        method, gen = api.configs(req)
         ticket = api.submit(partial(api.run_local, req, method, gen), req.stream)
         ev = await wait_event(request, ticket)
         reply = Reply(req.model or api.model_id, {"n_ctx": self.n_ctx, "model": api.model_id,
@@ -203,8 +202,7 @@ class LlamaApi:
 
 def default_method(api: Api) -> Method:
     """The method a request without a ``specllama`` object gets."""
-    empty = ApiRequest("completion", (), True)
-    return build_method(empty, api.cfg.method_opts, api.has_draft, api.cfg.gen.n_predict)
+    return api.configs(ApiRequest("completion", (), True))[0]
 
 
 def llama_routes(api: Api, guard: Callable) -> list[Route]:

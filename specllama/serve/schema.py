@@ -22,15 +22,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Mapping
 
-import click
-
-from ..engine.sampling import DEFAULT_SEED, SamplingConfig
+from ..engine.sampling import DEFAULT_SEED
 from ..errors import ConfigError
+from ..methods import Setting, method_flags
 from ..methods.base import GenConfig, Method
 from ..prompt import Message, Part
+from ..runtime import RuntimeConfig
+from ..settings import gen_config as settings_gen_config, resolve
 from .errors import ApiError, bad_request
 
 EXT = "specllama"
@@ -265,16 +265,23 @@ def _max_tokens(body: Mapping[str, Any]) -> int | None:
 
 
 # -- the specllama extension -------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def method_fields() -> dict[str, click.Option]:
-    """The method flags of ``specllama run`` by parameter name (``budget``, ``keep``, ...)."""
-    from ..options import method_options
+def method_fields() -> dict[str, Setting]:
+    """The ``specllama`` object's fields: the method settings by key (``method``, ``budget``,
+    ``keep``, ...), as the methods declare them (the flags of ``specllama run``)."""
+    return {s.key: s for s in method_flags()}
 
-    @method_options
-    def probe(**_):  # pragma: no cover - never called
-        pass
 
-    return {p.name: p for p in probe.__click_params__}
+def _json_type(s: Setting, v: Any) -> tuple[bool, str]:
+    """Whether ``v`` has the JSON type of ``s``, and how an error names that type."""
+    if s.type is bool:
+        return isinstance(v, bool), "true or false"
+    if s.choices:
+        return isinstance(v, str) and v in s.choices, "one of " + ", ".join(map(str, s.choices))
+    if s.type is int:
+        return _is_int(v), "an integer"
+    if s.type is float:
+        return _is_num(v), "a number"
+    return isinstance(v, str), "a string"
 
 
 def parse_method_opts(ext: Any) -> dict[str, Any]:
@@ -287,62 +294,57 @@ def parse_method_opts(ext: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, v in ext.items():
         param = f"{EXT}.{key}"
-        opt = fields.get(key)
-        if opt is None:
+        s = fields.get(key)
+        if s is None:
             raise bad_request(f"unknown field {param}; known: {', '.join(sorted(fields))}", param)
-        if v is None:
-            out[key] = None
-            continue
-        t = opt.type
-        if opt.is_flag:
-            ok, want = isinstance(v, bool), "true or false"
-        elif isinstance(t, click.Choice):
-            ok, want = isinstance(v, str) and v in t.choices, "one of " + ", ".join(map(str, t.choices))
-        elif isinstance(t, click.types.IntParamType):
-            ok, want = _is_int(v), "an integer"
-        elif isinstance(t, click.types.FloatParamType):
-            ok, want = _is_num(v), "a number"
-        else:
-            ok, want = isinstance(v, str), "a string"
-        if not ok:
-            raise bad_request(f"{param} must be {want}", param)
+        if v is not None:
+            ok, want = _json_type(s, v)
+            if not ok:
+                raise bad_request(f"{param} must be {want}", param)
         out[key] = v
     return out
 
 
-def build_method(req: ApiRequest, defaults: Mapping[str, Any], has_draft: bool, n_predict: int = 256) -> Method:
-    """The request's method: the server's defaults overridden by the ``specllama`` object.
-
-    A request that gives ``budget`` or ``keep`` replaces both defaults; ``n_predict`` is the
-    request's ``max_tokens`` (SpecKV's draft lookahead follows it).
-    """
-    from ..settings import method_from
-
-    o = {**defaults, "n_predict": n_predict}
+def request_options(req: ApiRequest, defaults: Mapping[str, Any], gen: GenConfig) -> dict[str, Any]:
+    """The request as ``specllama run``'s options: the server's method defaults with the
+    ``specllama`` object over them (a ``budget`` or ``keep`` there replaces both defaults), and the
+    request's sampling fields over the server's ``gen`` (``max_tokens`` is ``n_predict``, which
+    SpecKV's draft lookahead follows)."""
+    o = dict(defaults)
     over = dict(req.method_opts)
     if "budget" in over or "keep" in over:
         o["budget"] = o["keep"] = None
     o.update(over)
-    try:
-        method = method_from(o, has_draft)
-    except ConfigError as exc:
-        raise ApiError(400, str(exc), EXT) from None
-    if method.needs_draft and not has_draft:
-        raise ApiError(400, f"method {method.name} needs a draft model, and this server has none "
-                            "(start it with -md)", f"{EXT}.method")
-    return method
-
-
-def gen_config(req: ApiRequest, default: GenConfig) -> GenConfig:
-    """The request's generation settings over the server's defaults."""
-    s = default.sampling
+    s = gen.sampling
 
     def pick(v, d):
         return d if v is None else v
 
+    o.update(n_predict=pick(req.max_tokens, gen.n_predict), temp=pick(req.temperature, s.temp),
+             top_k=pick(req.top_k, s.top_k), top_p=pick(req.top_p, s.top_p), seed=pick(req.seed, s.seed))
+    return o
+
+
+def resolve_request(req: ApiRequest, defaults: Mapping[str, Any], gen: GenConfig,
+                    runtime: RuntimeConfig) -> tuple[RuntimeConfig, Method, GenConfig]:
+    """The request's configs on the server's ``runtime`` (:func:`specllama.settings.resolve` over
+    :func:`request_options`); a bad setting is a 400 naming the ``specllama`` object."""
     try:
-        return GenConfig(n_predict=pick(req.max_tokens, default.n_predict),
-                         sampling=SamplingConfig(temp=pick(req.temperature, s.temp), top_k=pick(req.top_k, s.top_k),
-                                                 top_p=pick(req.top_p, s.top_p), seed=pick(req.seed, s.seed)))
-    except ConfigError as exc:  # pragma: no cover - the checks above make this unreachable
-        raise bad_request(str(exc)) from None
+        cfg, method, g = resolve(request_options(req, defaults, gen), runtime)
+    except ConfigError as exc:
+        raise ApiError(400, str(exc), EXT) from None
+    if method.needs_draft and not cfg.draft:
+        raise ApiError(400, f"method {method.name} needs a draft model, and this server has none "
+                            "(start it with -md)", f"{EXT}.method")
+    return cfg, method, g
+
+
+def build_method(req: ApiRequest, defaults: Mapping[str, Any], has_draft: bool, n_predict: int = 256) -> Method:
+    """The request's method alone, on a server with or without a draft (see :func:`resolve_request`)."""
+    runtime = RuntimeConfig(target="", draft="draft" if has_draft else None)
+    return resolve_request(req, defaults, GenConfig(n_predict=n_predict), runtime)[1]
+
+
+def gen_config(req: ApiRequest, default: GenConfig) -> GenConfig:
+    """The request's generation settings over the server's defaults (as :func:`resolve_request`)."""
+    return settings_gen_config(request_options(req, {}, default))
