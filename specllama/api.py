@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .engine.sampling import DEFAULT_SEED, SamplingConfig
+from .inputs import check_text
 from .methods import Budget, GenConfig, Method, make_method
 from .methods.specpc import SpecPCConfig
 from .pipeline import Result, TextFn, generate as _generate, select_prompt
@@ -95,6 +96,7 @@ class Session:
                  messages: list[Message] | None = None, budget: int | None = None,
                  keep: float | None = None, specpc: SpecPCConfig | None = None, gap: str = "") -> Compressed:
         """Compress a request with SpecPC without running the target's generation."""
+        check_text(gap, "gap")
         prompt = self.prompt(document, question, system, messages)
         kept, job = select_prompt(self.rt, prompt, _method("specpc", budget, keep, specpc))
         msgs = compressed_messages(self.rt.target, prompt, kept, gap)
