@@ -77,8 +77,10 @@ def fail(message: str, code: int = 2, json_type: str | None = None) -> None:
     stdout), then exit with ``code``."""
     first = message.strip().splitlines()[0] if message.strip() else "failed"
     if json_type is not None:
+        # invalid UTF-8 from the command line (lone surrogates) is written escaped, not lost
+        text = first.encode("utf-8", "backslashreplace").decode("utf-8")
         try:
-            sys.stdout.write(json.dumps({"error": {"type": json_type, "message": first}}, ensure_ascii=False)
+            sys.stdout.write(json.dumps({"error": {"type": json_type, "message": text}}, ensure_ascii=False)
                              + "\n")
             sys.stdout.flush()
         except (OSError, ValueError):  # stdout closed or gone: the stderr line still says it

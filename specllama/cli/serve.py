@@ -19,7 +19,8 @@ from ..preflight import prepare_runtime
 from ..runtime import Runtime
 from ..serve.config import LOOPBACK, MiB, ServeConfig, UpstreamConfig
 from ..settings import gen_config, method_from, runtime_config, wants_draft
-from .flags import check_method_flags
+from .flags import check_method_flags, check_text_flags
+from ..prompt import build_prompt, document_request
 from ..options import _stack, gen_options, method_options, model_options
 from .output import note
 
@@ -117,10 +118,13 @@ def serve(host: str, port: int, api_key: str | None, alias: str | None, chat_tem
                       max_body_bytes=max_body, max_prompt_tokens=max_prompt_tokens, chat_template=chat_template,
                       gap=gap, gen=gen_config(o), method_opts={k: o.get(k) for k in method_fields()},
                       upstream=up, access_log=not quiet)
+    check_text_flags(dict(o, host=host, api_key=api_key, alias=alias, chat_template=chat_template, gap=gap))
     check_method_flags(o)
     rt = upstream_runtime(o) if up else Runtime(prepare_runtime(runtime_config(o, wants_draft(o)), note))
     try:
         name = rt.target.name  # load now: a bad file fails before the port is taken
+        if chat_template and not up:  # and a bad template before the first request
+            build_prompt(rt.target, document_request("hi"), chat_template)
         if rt.has_draft:
             rt.check_same_tokenizer()
         method = method_from(o, rt.has_draft)
