@@ -68,6 +68,9 @@ class Prompt:
 
 def document_request(document: str, question: str | None = None, system: str | None = None) -> list[Message]:
     """The common case: one user turn holding a document (compressible) and a question (protected)."""
+    for text, what in ((document, "the document"), (question, "the question"), (system, "the system prompt")):
+        if text is not None:
+            check_text(text, what)
     msgs: list[Message] = []
     if system:
         msgs.append(Message.of("system", system))
