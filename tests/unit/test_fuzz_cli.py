@@ -162,6 +162,9 @@ def subprocess_cases(fz) -> list[tuple[str, list, bytes, bool]]:
                b"", True) for label, p in r.sample(sorted(g.items()), 5)]
     cases += [(f"run {f} 1e20", ["run", *m, "-p", "x", f, "99999999999999999999"], b"", False)
               for f in ("-b", "-ub", "-c", "-t", "-ngl")]
+    cases += [("run --lookahead 1e5", ["run", *m, "-p", DOC, "--budget", "100", "--lookahead", "100000"], b"", False),
+              ("compress --gap bytes", ["compress", *m, "-p", DOC, "--budget", "100", "--gap", os.fsdecode(b"\xff")],
+               b"", False)]
     raw = [os.fsdecode(bad_utf8(r)) for _ in range(4)]  # real invalid bytes in argv
     cases += [(f"argv bytes {f}", ["run", *m, "-n", "1", "-p", DOC, f, v], b"", False)
               for f, v in zip(("-p", "--question", "-sys", "--chat-template"), raw)]
