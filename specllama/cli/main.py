@@ -23,6 +23,9 @@ class Group(click.Group):
     def main(self, args=None, prog_name=None, **extra):  # noqa: D401
         argv = list(sys.argv[1:] if args is None else args)
         try:
+            from ..engine.lib import catch_swallowed_interrupts
+
+            catch_swallowed_interrupts()  # Ctrl-C while llama.cpp runs a callback: exit 130, no traceback
             rv = super().main(args=argv, prog_name=prog_name or "specllama", standalone_mode=False, **extra)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ConfigError, Interrupted, PromptError, SpecllamaError, require_int
 from .batch import Batch
-from .lib import C, llama_set_local_attn
+from .lib import C, llama_set_local_attn, take_swallowed_interrupt
 from .model import Model
 
 FLASH_AUTO, FLASH_OFF, FLASH_ON = -1, 0, 1
@@ -175,7 +175,7 @@ class Context:
                 out[-1] = 1
             self._batch.fill(tokens[i0:i1], positions[i0:i1], out)
             rc = C.llama_decode(self.ptr, self._batch.raw)
-            if rc == 2:
+            if rc == 2 or take_swallowed_interrupt():
                 raise Interrupted("interrupted")
             if rc == 1:
                 raise PromptError(
