@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .engine.sampling import DEFAULT_SEED
+from .inputs import check_text
 from .methods import GenConfig, Method, all_settings
 from .methods.specpc import SpecPCConfig
 from .pipeline import Result, TextFn, generate as _generate, select_prompt
@@ -115,6 +116,7 @@ class Session:
                  **settings) -> Compressed:
         """Compress a request with SpecPC without running the target's generation; ``settings`` as
         for :meth:`generate`."""
+        check_text(gap, "gap")
         prompt = self.prompt(document, question, system, messages)
         method, _ = self.configs("specpc", specpc, budget=budget, keep=keep, **options(settings))
         kept, job = select_prompt(self.rt, prompt, method)

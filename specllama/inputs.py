@@ -14,6 +14,26 @@ def decode_utf8(data: bytes, source: str) -> str:
         raise PromptError(f"{source} is not valid UTF-8 (byte {exc.start}: {data[exc.start:exc.start + 1]!r})") from None
 
 
+def check_text(text, source: str) -> str:
+    """``text`` if it is a ``str`` that UTF-8 can encode; else ``PromptError`` naming ``source``.
+
+    Invalid UTF-8 on the command line arrives as lone surrogates (``\\udcff`` for the byte 0xff),
+    which would otherwise fail deep inside tokenization.
+    """
+    if not isinstance(text, str):
+        raise PromptError(f"{source} must be text (str), got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        ch = text[exc.start]
+        try:
+            what = f"byte {ch.encode('utf-8', 'surrogateescape')!r}"
+        except UnicodeEncodeError:
+            what = f"a lone surrogate U+{ord(ch):04X}"
+        raise PromptError(f"{source} is not valid UTF-8 (character {exc.start}: {what})") from None
+    return text
+
+
 def read_file(path: str) -> str:
     if path == "-":
         return decode_utf8(sys.stdin.buffer.read(), "stdin")
@@ -38,3 +58,17 @@ def read_prompt(prompt: str | None, file: str | None, stdin_ok: bool = True) -> 
     if stdin_ok and not sys.stdin.isatty():
         return decode_utf8(sys.stdin.buffer.read(), "stdin")
     raise PromptError("no prompt: use -p TEXT, -f FILE, or pipe text on stdin")
+
+
+# options whose text is sent to a model, a template or a client: invalid UTF-8 is refused up front
+TEXT_FLAGS = (("prompt", "-p"), ("question", "--question"), ("system", "-sys"), ("chat_template", "--chat-template"),
+              ("gap", "--gap"), ("alias", "--alias"), ("api_key", "--api-key"), ("host", "--host"),
+              ("upstream", "--upstream"), ("upstream_model", "--upstream-model"),
+              ("upstream_api_key", "--upstream-api-key"))
+
+
+def check_text_options(o) -> None:
+    """Raise ``PromptError`` naming the flag whose text is not valid UTF-8 (lone surrogates)."""
+    for key, flag in TEXT_FLAGS:
+        if o.get(key) is not None:
+            check_text(o[key], flag)

@@ -76,9 +76,14 @@ def _fit(rt: Runtime, prompt: Prompt, method: Method, n_pred: int) -> None:
     limit = reader.info.n_ctx_train
     if rt.cfg.n_ctx and reader is rt.target:
         limit = rt.cfg.n_ctx
-    if limit and prompt.n + (0 if reader is not rt.target else n_pred) > limit:
+    if reader is rt.target:
+        extra, what = n_pred, "to generate"
+    else:  # the draft writes its lookahead answer after the prompt (1: the prompt's last token)
+        extra = max(0, int(getattr(getattr(method.prompt_stage, "cfg", None), "lookahead", 1)) - 1)
+        what = "lookahead"
+    if limit and prompt.n + extra > limit:
         raise PromptError(
-            f"the prompt has {prompt.n} tokens (+{n_pred} to generate) but {reader.role} "
+            f"the prompt has {prompt.n} tokens (+{extra} {what}) but {reader.role} "
             f"{reader.name} reads at most {limit}")
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from .engine.model import Model
 from .engine.template import apply_template
 from .errors import ModelError, PromptError
+from .inputs import check_text
 
 _SENTINEL = "\ue000SPECLLAMA{}\ue001"
 
@@ -98,6 +99,9 @@ class Prompt:
 
 def document_request(document: str, question: str | None = None, system: str | None = None) -> list[Message]:
     """The common case: one user turn holding a document (compressible) and a question (protected)."""
+    for text, what in ((document, "the document"), (question, "the question"), (system, "the system prompt")):
+        if text is not None:
+            check_text(text, what)
     msgs: list[Message] = []
     if system:
         msgs.append(Message.of("system", system))
@@ -124,6 +128,13 @@ def resolve_template(model: Model, override: str | None) -> str:
 def build_prompt(model: Model, messages: list[Message], template: str | None = None,
                  raw: bool = False, add_assistant: bool = True) -> Prompt:
     """Tokenize ``messages`` with the chat template (or, with ``raw``, their parts verbatim)."""
+    for i, m in enumerate(messages):
+        if not isinstance(m, Message):
+            raise PromptError(f"message {i} must be a specllama Message, got {type(m).__name__}")
+        for p in m.parts:
+            check_text(p.text, f"the {m.role} message")
+    if template is not None:
+        check_text(template, "the chat template")
     pieces: list[tuple[str, bool]] = []
     if raw:
         pieces = [(p.text, p.compressible) for m in messages for p in m.parts]
@@ -207,6 +218,7 @@ def compressed_messages(model: Model, prompt: Prompt, kept: np.ndarray, gap: str
 
     Protected parts keep their original text; ``gap`` is inserted where tokens were dropped.
     """
+    check_text(gap, "the gap text")
     keep = np.zeros(prompt.n, dtype=bool)
     keep[np.asarray(kept, dtype=np.int64)] = True
     out = []

@@ -16,7 +16,7 @@ from .engine.capture import ATTN_PROBS, TensorTap, qk_route
 from .engine.context import Context, ContextConfig
 from .engine.model import Model, check_gguf_path
 from .engine.prefix import layer_prefix
-from .errors import ConfigError, ModelError, PromptError
+from .errors import ConfigError, ModelError, PromptError, require_int
 from .scoring.cache import ScoreCache
 
 CTX_ALIGN = 256
@@ -57,6 +57,11 @@ class RuntimeConfig:
     flash_attn: bool = True
 
     def __post_init__(self):
+        for value, flag in ((self.n_ctx, "-c"), (self.n_batch, "-b"), (self.n_ubatch, "-ub"),
+                            (self.n_gpu_layers, "-ngl"), (self.n_gpu_layers_draft, "-ngld")):
+            require_int(value, flag)
+        if self.n_threads is not None:
+            require_int(self.n_threads, "-t")
         if self.n_ctx < 0:
             raise ConfigError(f"-c must be >= 0, got {self.n_ctx}")
         if self.n_threads is not None and self.n_threads < 1:

@@ -16,6 +16,7 @@ from .engine.sampling import DEFAULT_SEED, SamplingConfig
 from .errors import ConfigError, ModelError
 from .methods import Budget, GenConfig, Method, all_settings, make_method, method_class, owners, taken
 from .runtime import RuntimeConfig
+from .inputs import check_text_options
 
 DEFAULT_BUDGET = 1024
 DEFAULT_PREDICT = 256
@@ -31,6 +32,7 @@ def resolve(o: Mapping[str, Any], runtime: RuntimeConfig | None = None,
     is; without it the models come from ``-m``/``-md`` (see :func:`runtime_config`). ``base`` gives
     constructor arguments to start from instead of the method's defaults (the API's ``specpc=``).
     """
+    check_text_options(o)
     cfg = runtime if runtime is not None else runtime_config(o, wants_draft(o))
     return cfg, method_from(o, bool(cfg.draft), base), gen_config(o)
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from ..inputs import read_file
 from ..errors import ConfigError, PromptError
+from . import saved
 from .session import ChatSession
 
 HELP = """\
@@ -23,6 +25,8 @@ Commands:
   /set system TEXT  the system prompt (never compressed) from the next message on
   /show [info]      settings, models, template, context use; /show system, /show parameters
   /stats            what the last turn did: kept tokens, reuse, draft and target time, TTFT, t/s
+  /save NAME        save the conversation, its settings and its KV cache (in the cache's chats/)
+  /load NAME        resume a saved chat without reading its documents again (same models)
   /clear            forget the conversation (the system prompt stays)
   /regen            answer the last message again
   /help             this help
@@ -31,7 +35,7 @@ Input:
   \"\"\" starts and ends a multiline message; Ctrl-C stops an answer or a prefill and keeps the
   conversation; Ctrl-C twice at an empty prompt leaves with code 130."""
 
-COMMANDS = ("/read", "/set", "/show", "/stats", "/clear", "/regen", "/help", "/bye", "/exit")
+COMMANDS = ("/read", "/set", "/show", "/stats", "/save", "/load", "/clear", "/regen", "/help", "/bye", "/exit")
 SET_KEYS = ("method", "budget", "keep", "temp", "n", "stats", "parameter", "system")
 # Ollama's /set parameter names -> the session's option names
 PARAMETERS = {"temperature": ("temp", float), "num_predict": ("n_predict", int), "top_k": ("top_k", int),
@@ -107,12 +111,15 @@ class Outcome:
 
 
 class Commands:
-    """Runs commands against a session; ``say`` writes one line to stderr."""
+    """Runs commands against a session; ``say`` writes one line to stderr; ``chats`` is where
+    /save and /load keep chats (None: the cache's ``chats/``)."""
 
-    def __init__(self, session: ChatSession, say: Callable[[str], None], stats: bool = False):
+    def __init__(self, session: ChatSession, say: Callable[[str], None], stats: bool = False,
+                 chats: Path | None = None):
         self.session = session
         self.say = say
         self.stats = stats
+        self.chats = chats
 
     def run(self, cmd: Command) -> Outcome:
         handler = getattr(self, "do_" + cmd.name[1:], None)
@@ -188,6 +195,12 @@ class Commands:
             return
         for line in last.lines():
             self.say(line)
+
+    def do_save(self, arg: str) -> None:
+        self.say(saved.save(self.session, _unquote(arg.strip()), self.chats))
+
+    def do_load(self, arg: str) -> None:
+        self.say(saved.load(self.session, _unquote(arg.strip()), self.chats))
 
     def do_clear(self, _arg: str) -> None:
         self.session.clear()

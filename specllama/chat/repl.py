@@ -68,6 +68,10 @@ def setup_readline() -> Callable[[], str]:
 
             hits = glob.glob(os.path.expanduser(text) + "*")
             hits = [h + ("/" if os.path.isdir(h) else "") for h in hits]
+        elif line.startswith("/load "):
+            from .saved import saved_names
+
+            hits = [n for n in saved_names() if n.startswith(text)]
         else:
             hits = [c + " " for c in COMMANDS if c.startswith(text)]
         return hits[state] if state < len(hits) else None

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from ..engine.context import Context
-from ..engine.kvstate import keep_cells
+from ..engine.kvstate import filter_blob, keep_cells
 from ..errors import PromptError
 from ..runtime import round_ctx
 
@@ -62,14 +62,47 @@ class Track:
                               f"at most {self.cap}; {self.hint}")
         if self.ctx is not None and self.ctx.n_ctx >= n:
             return self.ctx
-        size = self.cap if self.fixed else min(self.cap, max(round_ctx(n), 2 * self.n_ctx))
-        new = self.make(size)
+        new = self.make(self._size(n))
         if self.ctx is not None:
             if self.n:
                 new.state_set(self.ctx.state_get())
             self.ctx.close()
         self.ctx = new
         return new
+
+    def _size(self, n: int) -> int:
+        return self.cap if self.fixed else min(self.cap, max(round_ctx(n), 2 * self.n_ctx))
+
+    def state(self) -> tuple[np.ndarray, np.ndarray, bytes]:
+        """``(tokens[h], positions[h], blob)``: what the cells hold and llama.cpp's state of them."""
+        blob = self.ctx.state_get() if self.ctx is not None and self.n else b""
+        return self.tokens.copy(), self.positions.copy(), blob
+
+    def restore(self, tokens: np.ndarray, positions: np.ndarray, blob: bytes) -> None:
+        """Hold ``tokens`` at ``positions`` from a :meth:`state` blob (of the same model), decoding
+        nothing; on any error the track is left as it was."""
+        tokens = np.asarray(tokens, dtype=np.int32)
+        positions = np.asarray(positions, dtype=np.int32)
+        if len(tokens) != len(positions):
+            raise ValueError("tokens and positions differ in length")
+        if len(tokens) + 1 > self.cap:
+            raise PromptError(f"{self.name}: the saved conversation holds {len(tokens)} tokens but the context "
+                              f"holds at most {self.cap}; {self.hint}")
+        new = None
+        if len(tokens):
+            new = self.make(self.cap if self.fixed else min(self.cap, round_ctx(len(tokens) + 1)))
+            try:
+                data, n = filter_blob(blob, positions, new.v_trans)
+                if n != len(tokens):
+                    raise PromptError(f"{self.name}: the saved state holds {n} cells, its record {len(tokens)}")
+                new.state_set(data)
+            except BaseException:
+                new.close()
+                raise
+        if self.ctx is not None:
+            self.ctx.close()
+        self.ctx = new
+        self.tokens, self.positions = tokens, positions
 
     def sync(self, tokens: np.ndarray, positions: np.ndarray, keep_last: int = 1) -> int:
         """Drop every held cell after the common prefix with the new sequence; return its length.

@@ -121,12 +121,7 @@ class ChatSession:
                  system: str | None = None, reuse: bool = True, progress: ProgressFactory = no_progress,
                  note: Callable[[str], None] = lambda _m: None):
         self.rt = rt
-        self.template_override = template
-        if not template and not rt.target.chat_template():
-            raise ModelError(f"{rt.target.name} has no chat template in its GGUF metadata; pass "
-                             "--chat-template NAME (e.g. chatml)")
-        self.template = resolve_template(rt.target, template)
-        apply_template(self.template, [("user", "hi")], True, rt.target.name)  # fail now, not mid-chat
+        self.set_template(template)
         self.options = dict(options or {})
         self.method, self.gen = self._build(self.options)
         self.conv = Conversation(system)
@@ -149,6 +144,16 @@ class ChatSession:
         self.last: TurnStats | None = None
 
     # -- settings -----------------------------------------------------------------------------
+    def set_template(self, template: str | None) -> None:
+        """Use ``template`` (a name or Jinja text; None: the target GGUF's); checked now, not mid-chat."""
+        rt = self.rt
+        if not template and not rt.target.chat_template():
+            raise ModelError(f"{rt.target.name} has no chat template in its GGUF metadata; pass "
+                             "--chat-template NAME (e.g. chatml)")
+        resolved = resolve_template(rt.target, template)
+        apply_template(resolved, [("user", "hi")], True, rt.target.name)
+        self.template_override, self.template = template, resolved
+
     def _build(self, o: dict) -> tuple[Method, GenConfig]:
         _, method, gen = resolve(o, self.rt.cfg)
         if method.needs_draft and not self.rt.has_draft:

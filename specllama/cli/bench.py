@@ -127,8 +127,7 @@ def _emit(rep, as_json: bool, save: str | None, plot: str | None) -> int:
     data = rep.to_json()
     failed = _write_outputs(rep, data, as_json, save, plot)
     if as_json:
-        json.dump(data, sys.stdout, indent=1, ensure_ascii=False)
-        sys.stdout.write("\n")
+        sys.stdout.write(json.dumps(data, indent=1, ensure_ascii=False) + "\n")  # whole or nothing
     else:
         sys.stdout.write(markdown(rep))
     sys.stdout.flush()

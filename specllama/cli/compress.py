@@ -98,8 +98,7 @@ def compress(gap: str, as_json: bool, **o) -> None:
     for n in res.notes:
         note(n)
     if as_json:
-        json.dump(_as_json(res, ran), sys.stdout, ensure_ascii=False)
-        sys.stdout.write("\n")
+        sys.stdout.write(json.dumps(_as_json(res, ran), ensure_ascii=False) + "\n")  # whole or nothing
     else:
         sys.stdout.write(res.text if res.text.endswith("\n") else res.text + "\n")
     sys.stdout.flush()

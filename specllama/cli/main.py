@@ -23,6 +23,9 @@ class Group(click.Group):
     def main(self, args=None, prog_name=None, **extra):  # noqa: D401
         argv = list(sys.argv[1:] if args is None else args)
         try:
+            from ..engine.lib import catch_swallowed_interrupts
+
+            catch_swallowed_interrupts()  # Ctrl-C while llama.cpp runs a callback: exit 130, no traceback
             rv = super().main(args=argv, prog_name=prog_name or "specllama", standalone_mode=False, **extra)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
@@ -77,8 +80,10 @@ def fail(message: str, code: int = 2, json_type: str | None = None) -> None:
     stdout), then exit with ``code``."""
     first = message.strip().splitlines()[0] if message.strip() else "failed"
     if json_type is not None:
+        # invalid UTF-8 from the command line (lone surrogates) is written escaped, not lost
+        text = first.encode("utf-8", "backslashreplace").decode("utf-8")
         try:
-            sys.stdout.write(json.dumps({"error": {"type": json_type, "message": first}}, ensure_ascii=False)
+            sys.stdout.write(json.dumps({"error": {"type": json_type, "message": text}}, ensure_ascii=False)
                              + "\n")
             sys.stdout.flush()
         except (OSError, ValueError):  # stdout closed or gone: the stderr line still says it

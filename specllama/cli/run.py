@@ -53,11 +53,11 @@ def run(as_json: bool, quiet: bool, **o) -> None:
     for n in result.notes:
         note(n)
     if as_json:
-        json.dump({"text": result.text, "method": result.method, "stop": result.stop,
-                   "n_prompt": result.timings.n_prompt, "n_kept": result.timings.n_kept,
-                   "kept": result.kept.tolist(), "notes": result.notes,
-                   "timings": result.timings.server_timings(result.n_generated)}, out, ensure_ascii=False)
-        out.write("\n")
+        out.write(json.dumps({"text": result.text, "method": result.method, "stop": result.stop,
+                              "n_prompt": result.timings.n_prompt, "n_kept": result.timings.n_kept,
+                              "kept": result.kept.tolist(), "notes": result.notes,
+                              "timings": result.timings.server_timings(result.n_generated)},
+                             ensure_ascii=False) + "\n")  # whole or nothing: never a broken object
     else:
         if not result.text.endswith("\n"):
             out.write("\n")

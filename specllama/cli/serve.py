@@ -19,6 +19,8 @@ from ..preflight import prepare_runtime
 from ..methods import GenConfig, Method
 from ..runtime import Runtime, RuntimeConfig
 from ..serve.config import LOOPBACK, MiB, ServeConfig, UpstreamConfig
+from ..inputs import check_text_options
+from ..prompt import build_prompt, document_request
 from ..settings import resolve, runtime_config
 from ..options import _stack, gen_options, method_options, model_options
 from .output import note
@@ -125,6 +127,7 @@ def serve(host: str, port: int, api_key: str | None, alias: str | None, chat_tem
         raise SpecllamaError(f"specllama serve needs {exc.name}: pip install starlette uvicorn httpx") from None
 
     lib.init(o.get("verbose"))
+    check_text_options(dict(o, host=host, api_key=api_key, alias=alias, chat_template=chat_template, gap=gap))
     up = upstream_from(o)
     rt_cfg, method, gen = configs(o, up is not None)
     cfg = ServeConfig(host=host, port=port, api_key=api_key, alias=alias, queue_size=queue_size,
@@ -138,6 +141,8 @@ def serve(host: str, port: int, api_key: str | None, alias: str | None, chat_tem
     rt = open_runtime(rt_cfg, up is not None)
     try:
         name = rt.target.name  # load now: a bad file fails before the port is taken
+        if chat_template and not up:  # and a bad template before the first request
+            build_prompt(rt.target, document_request("hi"), chat_template)
         if rt.has_draft:
             rt.note_tokenizers()  # loads the draft now; a draft with another tokenizer is aligned
         sock = listen(host, port)

@@ -9,9 +9,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, Interrupted, PromptError, SpecllamaError
+from ..errors import ConfigError, Interrupted, PromptError, SpecllamaError, require_int
 from .batch import Batch
-from .lib import C, llama_set_local_attn
+from .lib import C, llama_set_local_attn, take_swallowed_interrupt
 from .model import Model
 
 FLASH_AUTO, FLASH_OFF, FLASH_ON = -1, 0, 1
@@ -52,6 +52,9 @@ class ContextConfig:
             raise ConfigError(f"context size must be >= 1, got {self.n_ctx}")
         if self.n_batch < 1 or self.n_ubatch < 1:
             raise ConfigError("batch sizes must be >= 1")
+        for value, what in ((self.n_ctx, "context size"), (self.n_batch, "batch size"),
+                            (self.n_ubatch, "ubatch size")):
+            require_int(value, what)
         if self.n_ubatch > self.n_batch:
             raise ConfigError(f"ubatch ({self.n_ubatch}) must not exceed batch ({self.n_batch})")
         if self.n_threads is not None and self.n_threads < 1:
@@ -103,7 +106,9 @@ class Context:
         self._ptr = ptr
         self._mem = C.llama_get_memory(ptr)
         self.n_ctx = int(C.llama_n_ctx(ptr))
-        self._batch = Batch(cfg.n_batch)
+        # llama.cpp caps a causal context's batch at n_ctx; a larger batch would only cost memory
+        self.n_batch = int(C.llama_n_batch(ptr)) or min(cfg.n_batch, self.n_ctx)
+        self._batch = Batch(self.n_batch)
 
     # -- lifetime -----------------------------------------------------------------------------
     @property
@@ -156,8 +161,8 @@ class Context:
         cuts = sorted({0, n, *[int(s) for s in split_at if 0 < s < n]})
         bounds = []
         for a, b in zip(cuts[:-1], cuts[1:]):
-            for i in range(a, b, self.cfg.n_batch):
-                bounds.append((i, min(b, i + self.cfg.n_batch)))
+            for i in range(a, b, self.n_batch):
+                bounds.append((i, min(b, i + self.n_batch)))
         self._abort_flag = False
         for i0, i1 in bounds:
             if before_chunk is not None:
@@ -170,7 +175,7 @@ class Context:
                 out[-1] = 1
             self._batch.fill(tokens[i0:i1], positions[i0:i1], out)
             rc = C.llama_decode(self.ptr, self._batch.raw)
-            if rc == 2:
+            if rc == 2 or take_swallowed_interrupt():
                 raise Interrupted("interrupted")
             if rc == 1:
                 raise PromptError(

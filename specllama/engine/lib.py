@@ -198,3 +198,35 @@ def warn_gpu_offload(n_gpu_layers: int) -> None:
         os.environ[_GPU_WARNED_ENV] = "1"
         sys.stderr.write(f"specllama: {msg}\n")
         sys.stderr.flush()
+
+
+# -- Ctrl-C inside a ctypes callback -------------------------------------------------------------
+# A SIGINT handled while llama.cpp runs one of our callbacks (attention capture, abort, log) raises
+# KeyboardInterrupt inside it; ctypes cannot pass it on, so Python prints it as "Exception ignored"
+# and llama.cpp carries on. ``catch_swallowed_interrupts`` records it instead, and Context.decode
+# raises ``Interrupted`` as soon as the llama.cpp call returns.
+_swallowed = threading.Event()
+
+
+def catch_swallowed_interrupts() -> None:
+    """Route KeyboardInterrupts lost in ctypes callbacks to :func:`take_swallowed_interrupt` (quietly)."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_specllama", False):
+        return
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _swallowed.set()
+        else:
+            previous(unraisable)
+
+    hook._specllama = True
+    sys.unraisablehook = hook
+
+
+def take_swallowed_interrupt() -> bool:
+    """True (once) if a KeyboardInterrupt was lost in a callback since the last call."""
+    if _swallowed.is_set():
+        _swallowed.clear()
+        return True
+    return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..errors import ConfigError, require_int, require_number
 from .lib import C
 
 DEFAULT_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: a random seed per run
@@ -20,6 +20,10 @@ class SamplingConfig:
     seed: int = DEFAULT_SEED
 
     def __post_init__(self):
+        require_number(self.temp, "--temp")
+        require_int(self.top_k, "--top-k")
+        require_number(self.top_p, "--top-p")
+        require_int(self.seed, "--seed", 0xFFFFFFFF)
         if self.temp < 0:
             raise ConfigError(f"--temp must be >= 0, got {self.temp}")
         if self.top_k < 0:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from ..engine.sampling import SamplingConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, require_int, require_number
 from ..prompt import Prompt
 from ..runtime import Runtime
 from ..timings import Timings
@@ -40,6 +40,10 @@ class Budget:
     def __post_init__(self):
         if self.tokens is not None and self.keep is not None:
             raise ConfigError("give either --budget or --keep, not both")
+        if self.tokens is not None:
+            require_int(self.tokens, "--budget", 2**63 - 1)
+        if self.keep is not None:
+            require_number(self.keep, "--keep")
         if self.tokens is not None and self.tokens < 1:
             raise ConfigError(f"--budget must be >= 1, got {self.tokens}")
         if self.keep is not None and not 0.0 < self.keep <= 1.0:
@@ -75,6 +79,7 @@ class GenConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def __post_init__(self):
+        require_int(self.n_predict, "-n", 2**63 - 1)
         if self.n_predict == 0 or self.n_predict < -1:
             raise ConfigError(f"-n must be >= 1 or -1, got {self.n_predict}")
 

@@ -280,3 +280,28 @@ def test_dense_only_server_refuses_draft_methods(tiny_path, threads):
         with pytest.raises(openai.BadRequestError, match="needs a draft"):
             c.chat.completions.create(model="m", messages=messages(), max_tokens=2,
                                       extra_body={"specllama": {"method": "specpc"}})
+
+
+def test_openai_client_streams_and_gets_400_and_401(tiny_path, tiny_draft_path, threads):
+    """The ``openai`` package as users drive it, against one keyed server: a streamed answer, a
+    400 raised before any chunk arrives (also for ``stream=True``), and a 401 for a wrong key."""
+    with serving(tiny_path, tiny_draft_path, threads, api_key="k3y", alias="tiny") as srv:
+        good = openai.OpenAI(base_url=srv.url, api_key="k3y", max_retries=0, timeout=60)
+        stream = good.chat.completions.create(model="tiny", messages=messages(), max_tokens=6, temperature=0,
+                                              stream=True, extra_body={"specllama": {"budget": 128}})
+        chunks = list(stream)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices[0].finish_reason
+        full = good.chat.completions.create(model="tiny", messages=messages(), max_tokens=6, temperature=0,
+                                            extra_body={"specllama": {"budget": 128}})
+        assert text == full.choices[0].message.content
+        for stream_flag in (False, True):
+            with pytest.raises(openai.BadRequestError) as ei:
+                good.chat.completions.create(model="tiny", messages=messages(), max_tokens=2, temperature=5,
+                                             stream=stream_flag)
+            assert ei.value.status_code == 400 and ei.value.body["param"] == "temperature"
+        bad = openai.OpenAI(base_url=srv.url, api_key="wrong", max_retries=0, timeout=60)
+        for stream_flag in (False, True):
+            with pytest.raises(openai.AuthenticationError) as ei:
+                bad.chat.completions.create(model="tiny", messages=messages("x"), max_tokens=2, stream=stream_flag)
+            assert ei.value.status_code == 401 and ei.value.body["code"] == "invalid_api_key"
