@@ -18,7 +18,8 @@ import numpy as np
 
 from .engine.sampling import DEFAULT_SEED
 from .inputs import check_text
-from .methods import GenConfig, Method, all_settings
+from .errors import ConfigError
+from .methods import METHODS, GenConfig, Method, all_settings
 from .methods.specpc import SpecPCConfig
 from .pipeline import Result, TextFn, generate as _generate, select_prompt
 from .preflight import prepare_runtime
@@ -92,6 +93,8 @@ class Session:
                 **settings) -> tuple[Method, GenConfig]:
         """The method and generation settings of keywords as :meth:`generate` takes them (a
         :class:`Method` is used as is); ``specpc`` replaces SpecPC's default config."""
+        if not isinstance(method, Method) and (not isinstance(method, str) or method not in METHODS):
+            raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
         o = {"method": None if isinstance(method, Method) else method, **settings}
         if isinstance(method, Method):
             return method, gen_config(o)

@@ -56,24 +56,28 @@ class GGMLTensor(ctypes.Structure):
     ]
 
 
-def _load_ggml_base() -> ctypes.CDLL:
-    libdir = pathlib.Path(C.__file__).resolve().parent / "lib"
-    names = ["libggml-base.so", "libggml-base.dylib", "ggml-base.dll"]
-    for name in names:
-        path = libdir / name
-        if path.exists():
-            return ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
-    # Fall back to whatever the dynamic loader finds (system llama.cpp builds).
-    for name in names:
+def _ggml_base_symbol(name: str):
+    """A libggml-base function, from the copy llama-cpp-python's libllama already loaded.
+
+    ``dlsym`` on libllama's handle searches its dependencies, so this needs no second ``dlopen``.
+    Opening ``lib/libggml-base.so`` by path would map a SECOND copy of the library: pip installs the
+    ``.so``/``.so.0``/``.so.0.x.y`` names as separate files, and libllama links ``libggml-base.so.0``.
+    Two copies of ggml's global state in one process, the second one RTLD_GLOBAL, is what crashed
+    CUDA builds at model load (issue 12); tests/unit/test_engine.py checks that one copy is mapped.
+    """
+    fn = getattr(getattr(C, "_lib", None), name, None)
+    if fn is not None:
+        return fn
+    # a llama.cpp whose libllama does not link ggml-base (static builds): the loaded copy by soname
+    for soname in ("libggml-base.so.0", "libggml-base.so", "libggml-base.dylib", "ggml-base.dll"):
         try:
-            return ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
-        except OSError:
+            return getattr(ctypes.CDLL(soname, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL), name)
+        except (OSError, AttributeError):
             continue
-    raise SpecllamaError(f"cannot find libggml-base next to llama-cpp-python in {libdir}")
+    raise SpecllamaError(f"llama-cpp-python's llama.cpp does not export {name}; reinstall it with `make install`")
 
 
-ggml_base = _load_ggml_base()
-ggml_backend_tensor_get = ggml_base.ggml_backend_tensor_get
+ggml_backend_tensor_get = _ggml_base_symbol("ggml_backend_tensor_get")
 ggml_backend_tensor_get.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
 ggml_backend_tensor_get.restype = None
 

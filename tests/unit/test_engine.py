@@ -1,5 +1,9 @@
 """Engine layer on tiny generated GGUFs: model, context, batches, sampling, template."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -153,3 +157,24 @@ def test_position_gap_switch_is_set_by_init_not_by_import():
     env["LLAMA_ALLOW_POS_GAPS"] = "0"
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["0", "0"], out.stderr[-2000:]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux /proc")
+def test_one_copy_of_ggml_base_is_mapped(tiny_path):
+    """Regression (issue 12): specllama once dlopen'ed lib/libggml-base.so by path, RTLD_GLOBAL. pip
+    installs the .so/.so.0 names as separate files, so that mapped a second copy of ggml beside the
+    libggml-base.so.0 libllama links, and CUDA builds crashed at model load. A fresh process that
+    loads a model and captures attention must map exactly one libggml-base."""
+    code = f"""
+import re
+import specllama
+with specllama.Session({tiny_path!r}, {tiny_path!r}, threads=1) as s:
+    s.generate("the river and the mountain " * 60, "What?", method="specpc", budget=96, n_predict=2)
+maps = open("/proc/self/maps").read()
+print(sorted({{p.rsplit("/", 1)[-1] for p in re.findall(r"\\s(/\\S*libggml-base[^\\s/]*)$", maps, re.M)}}))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, SPECLLAMA_CACHE="/tmp/specllama-test-no-models"))
+    assert p.returncode == 0, p.stderr[-2000:]
+    copies = eval(p.stdout.strip().splitlines()[-1])  # noqa: S307 - our own printed list
+    assert len(copies) == 1, f"libggml-base mapped {len(copies)} times: {copies}"
