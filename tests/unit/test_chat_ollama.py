@@ -13,14 +13,7 @@ from specllama.chat.session import ChatSession
 from specllama.errors import ConfigError
 
 
-class Script:
-    def __init__(self, *items):
-        self.items = list(items)
-
-    def __call__(self, _prompt):
-        if not self.items:
-            raise EOFError
-        return self.items.pop(0)
+from helpers import Script  # noqa: E402
 
 
 @pytest.fixture()

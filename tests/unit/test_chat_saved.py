@@ -22,14 +22,7 @@ DOC = " ".join(WORDS[i % len(WORDS)] for i in range(700)) + " the secret code is
 OPTS = {"budget": 300, "window": 16, "kernel": 8, "n_predict": 6}
 
 
-class Script:
-    def __init__(self, *items):
-        self.items = list(items)
-
-    def __call__(self, _prompt):
-        if not self.items:
-            raise EOFError
-        return self.items.pop(0)
+from helpers import Script  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

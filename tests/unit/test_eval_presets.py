@@ -4,7 +4,6 @@ and one clear line for every bad value."""
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
 
 pytest.importorskip("long_context_eval")
 pytest.importorskip("wonderwords")
@@ -22,20 +21,10 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SPECLLAMA_CACHE", str(tmp_path / "cache"))
 
 
-@pytest.fixture()
-def no_model_load(monkeypatch):
-    from specllama.engine import model
-
-    def refuse(self, *a, **k):
-        raise AssertionError("a model was loaded")
-
-    monkeypatch.setattr(model.Model, "__init__", refuse)
+from helpers import invoke_eval, no_model_load  # noqa: E402,F401  (a fixture)
 
 
-def invoke(args):
-    from specllama.cli.main import cli
-
-    return CliRunner().invoke(cli, ["eval", *args])
+invoke = invoke_eval
 
 
 def one_error_line(res, msg: str) -> None:

@@ -7,7 +7,6 @@ import json
 import os
 
 import pytest
-from click.testing import CliRunner
 
 pytest.importorskip("long_context_eval")
 pytest.importorskip("wonderwords")
@@ -163,20 +162,10 @@ def test_no_dense_skips_the_reference_and_leaves_percent_blank(tmp_path, tiny_ru
 
 # -- the CLI: clear one-line errors, exit 2, before any model loads --------------------------------
 
-@pytest.fixture()
-def no_model_load(monkeypatch):
-    from specllama.engine import model
-
-    def refuse(self, *a, **k):
-        raise AssertionError("a model was loaded")
-
-    monkeypatch.setattr(model.Model, "__init__", refuse)
+from helpers import invoke_eval, no_model_load  # noqa: E402,F401  (a fixture)
 
 
-def invoke(args):
-    from specllama.cli.main import cli
-
-    return CliRunner().invoke(cli, ["eval", *args])
+invoke = invoke_eval
 
 
 @pytest.mark.parametrize("args,msg", [
