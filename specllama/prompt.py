@@ -207,7 +207,11 @@ def source_of(model: Model, prompt: Prompt) -> PromptSource:
 
 def render_for(model: Model, source: PromptSource) -> Prompt:
     """The same request as ``model`` reads it: its own chat template (the target's
-    ``--chat-template`` only when it has none), the same parts and suffix."""
+    ``--chat-template`` only when it has none), the same parts and suffix. A model with no chat
+    template of its own (a base model, such as Gemma-3-270M) reads the target's rendered text as
+    plain text."""
+    if not source.raw and source.template is None and not model.chat_template():
+        return build_prompt(model, [Message.of("user", source.text)], raw=True)
     template = None if source.raw or model.chat_template() else source.template
     p = build_prompt(model, list(source.messages), template, source.raw, source.add_assistant)
     return with_suffix(model, p, source.suffix) if source.suffix else p

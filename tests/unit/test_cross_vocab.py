@@ -43,7 +43,8 @@ def drafts(tiny_dir):
     """Other-vocabulary drafts: own template, an <unk>-typed word, a word spelled as nothing."""
     specs = {"template": TinySpec(vocab_variant=1, seed=2, chat_template=GEMMA_LIKE),
              "unk": TinySpec(vocab_variant=1, seed=2, unknown_words=("of",)),
-             "dropped": TinySpec(vocab_variant=1, seed=2, dropped_words=("of",))}
+             "dropped": TinySpec(vocab_variant=1, seed=2, dropped_words=("of",)),
+             "untemplated": TinySpec(vocab_variant=1, seed=2, chat_template=None)}
     return {k: write_tiny(tiny_dir / f"tiny-cross-{k}.gguf", s) for k, s in specs.items()}
 
 
@@ -121,6 +122,16 @@ def test_the_draft_reads_its_own_template_and_protected_tokens_are_the_targets(t
     err = capfd.readouterr().err
     notes = [ln for ln in err.splitlines() if "different tokenizers" in ln]
     assert len(notes) == 1 and "tiny-cross-template.gguf" in notes[0] and "tiny.gguf" in notes[0]
+
+
+def test_a_draft_without_a_chat_template_reads_the_targets_text(tiny_path, drafts, cache):
+    """A base-model draft (Gemma-3-270M ships no template) reads the target's rendered prompt as text."""
+    with _rt(tiny_path, drafts["untemplated"]) as rt:
+        p = build_prompt(rt.target, document_request(DOC, Q, "be brief"))
+        v = draft_view(rt, p)
+        assert v.draft.source.text == v.source.text and "<|im_start|>" in v.draft.source.text
+        r = generate(rt, p, make_method("specpc", budget=Budget(tokens=220)), GenConfig(n_predict=2))
+        assert r.method == "specpc" and np.all(np.isin(np.flatnonzero(p.protected), r.kept))
 
 
 def test_a_word_the_draft_maps_to_unk_takes_the_unknown_tokens_score(tiny_path, drafts, cache):
