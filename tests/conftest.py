@@ -40,8 +40,8 @@ def _gpu_mode():
 
     orig = model_mod.Model.__init__
 
-    def init(self, path, n_gpu_layers=0, role="model"):
-        orig(self, path, 0 if _FORCE_CPU[-1] else (n_gpu_layers or TEST_NGL), role)
+    def init(self, path, n_gpu_layers=0, role="model", **kw):
+        orig(self, path, 0 if _FORCE_CPU[-1] else (n_gpu_layers or TEST_NGL), role, **kw)
 
     model_mod.Model.__init__ = init
     yield

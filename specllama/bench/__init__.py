@@ -5,6 +5,7 @@
 * ``probe``    the draft prefill with and without attention capture (capture cost, ideal bound);
 * ``measure``  one cell (a method, or the probe, at one length) with repeats, in one process;
 * ``worker``   the fresh process each cell runs in by default (honest per-method peak RSS);
+* ``drafts``   the drafts one run compares (``--drafts``): a row per draft, who reads which length;
 * ``runner``   the whole run; ``report`` medians, bound and JSON; ``schema`` its check; ``tables``
   the markdown; ``plot`` the PNG.
 """

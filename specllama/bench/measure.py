@@ -89,6 +89,11 @@ def model_info(m: Model) -> dict:
             "label": "RANDOM WEIGHTS, timing only" if random else None}
 
 
+def draft_brief(m: Model) -> dict:
+    """What a row says about the draft it ran with: file name, layers and size."""
+    return {"name": m.name, "n_layer": m.info.n_layer, "size_bytes": m.size_bytes}
+
+
 def draft_of(method: Method) -> str:
     """How the method's SpecPC stage runs the draft (``DraftPass.describe``), or ""."""
     dp = draft_pass_of(method)
@@ -188,6 +193,8 @@ def measure_method(rt: Runtime, method: Method, length: int, cfg: MeasureConfig,
             f"decode {t.decode_tps:.1f} t/s; {w.describe()}")
     cell.peak_rss_bytes = peak_rss_bytes()
     models = {"target": model_info(rt.target), "draft": model_info(rt.draft) if method.needs_draft else None}
+    if method.needs_draft:
+        cell.draft_model = draft_brief(rt.draft)
     return cell, models
 
 
@@ -217,6 +224,7 @@ def measure_probe(rt: Runtime, payload: tuple[AttentionConfig, DraftPass | None]
     finally:
         probe.close()
     res.peak_rss_bytes = peak_rss_bytes()
+    res.draft_model = draft_brief(rt.draft)
     return res
 
 

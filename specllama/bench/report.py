@@ -47,6 +47,8 @@ class Cell:
         peak_rss_bytes: high-water resident memory of the measuring process; ``rss_scope`` is
             ``method`` when that process ran only this cell, ``process`` when it ran others too.
         draft: how SpecPC ran the draft (``DraftPass.describe()``, e.g. ``exact draft``), or "".
+        draft_model: the draft the row ran with (``name``: its file name, ``n_layer``,
+            ``size_bytes``), None for a row that reads no draft.
     """
 
     length: int
@@ -61,6 +63,11 @@ class Cell:
     rss_scope: str = "method"
     notes: list[str] = field(default_factory=list)
     draft: str = ""
+    draft_model: dict | None = None
+
+    @property
+    def draft_name(self) -> str | None:
+        return self.draft_model.get("name") if self.draft_model else None
 
     def median(self) -> dict:
         """Per-field medians of the repeats' timings, plus ``decode_tps``."""
@@ -96,6 +103,7 @@ class ProbeResult:
     runs: list[dict] = field(default_factory=list)  # {variant, ms, sink_ms, other_cpu, idle}
     peak_rss_bytes: int = 0
     plain_pass: str = ""  # the cheap draft pass timed as ``plain_pass`` (DraftPass.describe())
+    draft_model: dict | None = None  # the draft probed, as ``Cell.draft_model`` (None: older reports)
 
     def median(self, variant: str) -> float:
         return median(r["ms"] for r in self.runs if r["variant"] == variant)
@@ -144,6 +152,7 @@ class Bound:
     draft_plain_variant: str
     target_prefill_ms: float
     measured_ttft_ms: float
+    draft_name: str = ""  # the row's draft (file name); "" in reports from before --drafts
 
     @property
     def ideal_ms(self) -> float:
@@ -216,8 +225,23 @@ class Report:
         dense = d.median()["prefill_ms"]
         return c.median()["draft_ms"] / dense if dense > 0 else None
 
-    def probe(self, length: int) -> ProbeResult | None:
-        return next((p for p in self.probes if p.length == length), None)
+    @property
+    def draft_names(self) -> list[str]:
+        """The file names of the drafts the rows ran with, in the order measured."""
+        out: list[str] = []
+        for c in self.cells:
+            if c.draft_name and c.draft_name not in out:
+                out.append(c.draft_name)
+        return out
+
+    def probe(self, length: int, draft: str | None = None) -> ProbeResult | None:
+        """The probe at ``length`` of the draft whose file name is ``draft`` (a report from before
+        probes named their draft: its one probe at that length)."""
+        at = [p for p in self.probes if p.length == length]
+        if draft is not None:
+            at = [p for p in at if p.draft_model and p.draft_model.get("name") == draft] or [
+                p for p in at if not p.draft_model]
+        return at[0] if at else None
 
     def speedup(self, c: Cell) -> float | None:
         """Dense TTFT / this cell's TTFT at the same length (None without a dense cell)."""
@@ -233,7 +257,7 @@ class Report:
         cheap pass the probe timed) plus the target's prefill of the kept tokens."""
         out = []
         for c in self.cells:
-            d, p = self.cell(c.length, "dense"), self.probe(c.length)
+            d, p = self.cell(c.length, "dense"), self.probe(c.length, c.draft_name)
             if (c.stages != "prompt" or not c.needs_draft or d is None or p is None or not c.repeats
                     or c.ran != [c.method]):
                 continue
@@ -246,7 +270,8 @@ class Report:
             m = c.median()
             out.append(Bound(length=c.length, method=c.label, dense_ttft_ms=d.median()["ttft_ms"],
                              draft_plain_ms=plain, draft_plain_variant=variant,
-                             target_prefill_ms=m["prefill_ms"], measured_ttft_ms=m["ttft_ms"]))
+                             target_prefill_ms=m["prefill_ms"], measured_ttft_ms=m["ttft_ms"],
+                             draft_name=c.draft_name or ""))
         return out
 
     # -- JSON ---------------------------------------------------------------------------------

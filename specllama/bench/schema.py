@@ -22,6 +22,9 @@ _CELL = {"length": int, "n_prompt": int, "prompt_sha256": str, "method": str, "l
 _REPEAT = {"timings": dict, "idle": bool, "ran": str, "stop": str, "attempts": int}
 _PROBE = {"length": int, "n_prompt": int, "prompt_sha256": str, "runs": list, "peak_rss_bytes": int,
           "median_ms": dict, "capture_overhead": float, "sink_ms": float}
+# what a row (or probe) says about its draft; absent from reports made before ``--drafts``
+_DRAFT_MODEL = {"name": str, "n_layer": int, "size_bytes": int}
+_SKIPPED = {"length": int, "label": str, "reason": str}  # config["skipped"]: rows a draft could not read
 _BOUND = {"length": int, "method": str, "dense_ttft_ms": float, "draft_plain_ms": float,
           "draft_plain_variant": str, "target_prefill_ms": float, "measured_ttft_ms": float,
           "ideal_ms": float, "ideal_speedup": float, "measured_speedup": float, "efficiency": float}
@@ -42,6 +45,12 @@ def _check(obj, spec: dict, where: str, out: list[str]) -> None:
             out.append(f"{where}.{key}: expected {typ.__name__}, got {type(v).__name__}")
 
 
+def _check_draft(obj: dict, where: str, out: list[str]) -> None:
+    """``draft_model``, where present: null or the draft's name, layers and size."""
+    if obj.get("draft_model") is not None:
+        _check(obj["draft_model"], _DRAFT_MODEL, f"{where}.draft_model", out)
+
+
 def validate(d) -> list[str]:
     """Problems with a report's JSON (empty when it matches :data:`SCHEMA`)."""
     out: list[str] = []
@@ -50,10 +59,17 @@ def validate(d) -> list[str]:
         return out
     if d["schema"] != SCHEMA:
         out.append(f"report.schema: expected {SCHEMA!r}, got {d['schema']!r}")
+    skipped = d["config"].get("skipped", [])
+    if not isinstance(skipped, list):
+        out.append("config.skipped: expected list")
+    else:
+        for i, s in enumerate(skipped):
+            _check(s, _SKIPPED, f"config.skipped[{i}]", out)
     for i, c in enumerate(d["cells"]):
         _check(c, _CELL, f"cells[{i}]", out)
         if not isinstance(c, dict):
             continue
+        _check_draft(c, f"cells[{i}]", out)
         for j, r in enumerate(c.get("repeats", [])):
             _check(r, _REPEAT, f"cells[{i}].repeats[{j}]", out)
             if isinstance(r, dict) and isinstance(r.get("timings"), dict):
@@ -65,6 +81,8 @@ def validate(d) -> list[str]:
                         out.append(f"cells[{i}].repeats[{j}].{key}: expected a number or null")
     for i, p in enumerate(d["probes"]):
         _check(p, _PROBE, f"probes[{i}]", out)
+        if isinstance(p, dict):
+            _check_draft(p, f"probes[{i}]", out)
         for j, r in enumerate(p.get("runs", []) if isinstance(p, dict) else []):
             ok = isinstance(r, dict) and r.get("variant") in PROBE_VARIANTS and isinstance(r.get("ms"), (int, float))
             if not ok:

@@ -143,6 +143,12 @@ def _emit(rep, as_json: bool, save: str | None, plot: str | None) -> int:
 @click.option("--methods", metavar="LIST",
               help="Comma-separated methods to compare with dense "
                    f"[default: {','.join(DEFAULT_METHODS)} where available]. --method adds one.")
+@click.option("--drafts", metavar="LIST",
+              help="Compare several drafts in one run: comma-separated GGUF paths or model names (as -md "
+                   "takes). Every method that reads a draft gets one row per draft, labelled "
+                   "'METHOD [draft]'; dense runs once per length. A draft that cannot read a length's "
+                   "prompt (counted in its own tokens) has its rows there skipped, with a note; a length "
+                   "no draft reads is refused. Instead of -md.")
 @click.option("--lengths", default="2K,4K,8K", show_default=True, metavar="LIST",
               help="Prompt lengths in target tokens (K = 1024); the longest plus -n must fit the models' "
                    "context.")
@@ -177,8 +183,8 @@ def _emit(rep, as_json: bool, save: str | None, plot: str | None) -> int:
 @click.option("--plot", metavar="FILE.png", help="Write a PNG of TTFT against prompt length per method.")
 @click.option("--from-json", "from_json", metavar="FILE",
               help="Render a saved report (tables, --json, --plot) without measuring.")
-def bench(methods, lengths, repeats, n_predict, corpus, max_busy, idle_wait, retries, idle_sample, no_warmup,
-          no_probe, probe_lengths, exact_draft, in_process, shaped_target, shaped_quant, as_json, save, plot,
+def bench(methods, drafts, lengths, repeats, n_predict, corpus, max_busy, idle_wait, retries, idle_sample,
+          no_warmup, no_probe, probe_lengths, exact_draft, in_process, shaped_target, shaped_quant, as_json, save, plot,
           from_json, **o) -> int:
     """Measure TTFT, prefill, decode speed, KV and peak RSS of each method against dense."""
     from ..bench import BenchPlan, MeasureConfig, Report, run_bench
@@ -204,6 +210,14 @@ def bench(methods, lengths, repeats, n_predict, corpus, max_busy, idle_wait, ret
         return _emit(rep, as_json, save, plot)
 
     names = _method_names(methods, o.get("method"))
+    listed = ()
+    if drafts is not None:
+        from ..bench.drafts import resolve_drafts
+
+        if o.get("draft"):
+            raise ConfigError("give either -md or --drafts, not both (list -md's draft in --drafts)")
+        listed = resolve_drafts(drafts)
+        o["draft"] = listed[0].path
     want_lengths = parse_lengths(lengths)
     measure = MeasureConfig(repeats=repeats, n_predict=n_predict, warmup=not no_warmup, max_busy=max_busy,
                             idle_wait_s=idle_wait, idle_interval_s=idle_sample, retries=retries, corpus=corpus)
@@ -226,7 +240,7 @@ def bench(methods, lengths, repeats, n_predict, corpus, max_busy, idle_wait, ret
         built += tuple(method_from(opts(n, draft_attn="full", draft_layers=0), True) for n in names if n == "specpc")
     cfg = prepare_runtime(runtime_config(o, any(m.needs_draft for m in built)), _log)
     plan = BenchPlan(runtime=cfg, methods=built, lengths=tuple(want_lengths), measure=measure,
-                     isolate=not in_process, probe=not no_probe,
+                     isolate=not in_process, probe=not no_probe, drafts=listed,
                      probe_lengths=tuple(parse_lengths(probe_lengths)) if probe_lengths else None)
     command = "specllama " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else ""
 
