@@ -41,9 +41,7 @@ ARCH=${CMAKE_CUDA_ARCHITECTURES:-$(head -1 "$OUT/gpu.txt" | awk -F', ' '{print $
 [ -d "$PACK" ] || { log "missing $PACK: run python3 scripts/gpu_pack.py first and carry it"; exit 2; }
 "$PY" -m pip install -q --no-index --no-deps --no-compile --disable-pip-version-check --upgrade \
   --target "$SITE" "$PACK"/whl/*.whl > "$OUT/wheels.log" 2>&1 || { log "wheel install failed"; tail -5 "$OUT/wheels.log"; exit 1; }
-# the source tree as a package: specllama._models is the models/ folder (an install maps it)
-[ -e specllama/_models ] || ln -s ../models specllama/_models
-export PYTHONPATH="$PWD:$SITE"
+export PYTHONPATH="$PWD:$SITE"  # the source tree as it is (registry falls back to models/manifest.toml)
 
 if [ -z "${SKIP_BUILD:-}" ]; then
   rm -rf /tmp/specllama-lcp && mkdir -p /tmp/specllama-lcp && tar xzf "$PACK/lcp.tar.gz" -C /tmp/specllama-lcp
@@ -99,7 +97,8 @@ PY
 fi
 
 log "specllama run -ngl 99 -ngld 99"
-"$PY" -m specllama.eval.haystack --words 3200 --depth 0.4 > /tmp/gc-doc.txt 2>> "$OUT/run.err"
+WORDS=3200; [ "${SHAPED:-}" = tiny ] && WORDS=600  # tiny models read 4,096 tokens of their own
+"$PY" -m specllama.eval.haystack --words $WORDS --depth 0.4 > /tmp/gc-doc.txt 2>> "$OUT/run.err"
 timeout 120 "$PY" -m specllama run -m "$TARGET" -md "$DRAFT" -ngl 99 -ngld 99 --method specpc --keep 0.25 -n 16 \
   -f /tmp/gc-doc.txt --question "What is the special magic number for the blue falcon?" --json \
   > "$OUT/run.json" 2>> "$OUT/run.err"
