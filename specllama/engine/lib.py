@@ -56,6 +56,15 @@ class GGMLTensor(ctypes.Structure):
     ]
 
 
+def _ggml_fn(name: str, restype=None, argtypes=None):
+    """A ggml function reached through libllama's handle (dlsym searches its dependencies), or None;
+    ``restype``/``argtypes`` are set when given."""
+    fn = getattr(getattr(C, "_lib", None), name, None)
+    if fn is not None and argtypes is not None:
+        fn.restype, fn.argtypes = restype, argtypes
+    return fn
+
+
 def _ggml_base_symbol(name: str):
     """A libggml-base function, from the copy llama-cpp-python's libllama already loaded.
 
@@ -65,7 +74,7 @@ def _ggml_base_symbol(name: str):
     Two copies of ggml's global state in one process, the second one RTLD_GLOBAL, is what crashed
     CUDA builds at model load (issue 12); tests/unit/test_engine.py checks that one copy is mapped.
     """
-    fn = getattr(getattr(C, "_lib", None), name, None)
+    fn = _ggml_fn(name)
     if fn is not None:
         return fn
     # a llama.cpp whose libllama does not link ggml-base (static builds): the loaded copy by soname
@@ -146,14 +155,6 @@ def has_patch(prefix: str) -> bool:
 def set_verbose(verbose: bool) -> None:
     global _verbose
     _verbose = bool(verbose)
-
-
-def _ggml_fn(name: str, restype, argtypes):
-    """A ggml function reached through libllama's handle (dlsym searches its dependencies), or None."""
-    fn = getattr(getattr(C, "_lib", None), name, None)
-    if fn is not None:
-        fn.restype, fn.argtypes = restype, argtypes
-    return fn
 
 
 def backend_registry() -> list[tuple[str, int]]:

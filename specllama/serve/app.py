@@ -106,6 +106,28 @@ async def wait_event(request: Request, ticket: Ticket) -> Event:
     return ev
 
 
+async def relay_events(ticket: Ticket, ev: Event, on_text: Callable[[str], str | None],
+                       on_done: Callable[[Result], list[str]]):
+    """The SSE lines of one streamed job from its first event ``ev`` on: ``on_text(piece)`` per text
+    event (None: nothing), the lines of ``on_done(result)`` at the end, an error object on failure,
+    and nothing more once the server stops (a cancelled job)."""
+    while True:
+        if ev.kind == "text":
+            line = on_text(ev.value)
+            if line is not None:
+                yield line
+        elif ev.kind == "done":
+            for line in on_done(ev.value):
+                yield line
+            return
+        elif ev.kind == "error":
+            yield sse(event_error(ev).body())
+            return
+        else:  # cancelled: the server is stopping
+            return
+        ev = await ticket.next()
+
+
 def event_error(ev: Event) -> ApiError:
     """The HTTP error for a failed job's event."""
     exc = ev.value
@@ -246,21 +268,13 @@ class Api:
         head = answer.first()
         if head is not None:
             yield sse(head)
-        while True:
-            if ev.kind == "text":
-                yield sse(answer.piece(ev.value))
-            elif ev.kind == "done":
-                yield sse(answer.last(ev.value))
-                if req.include_usage:
-                    yield sse(answer.usage_chunk(ev.value))
-                yield DONE
-                return
-            elif ev.kind == "error":
-                yield sse(event_error(ev).body())
-                return
-            else:  # cancelled: the server is stopping
-                return
-            ev = await ticket.next()
+
+        def done(result: Result) -> list[str]:
+            usage = [sse(answer.usage_chunk(result))] if req.include_usage else []
+            return [sse(answer.last(result)), *usage, DONE]
+
+        async for line in relay_events(ticket, ev, lambda text: sse(answer.piece(text)), done):
+            yield line
 
     # -- upstream mode --------------------------------------------------------------------------
     def run_compress(self, req: ApiRequest, method: Method, rt: Runtime, emit) -> tuple[dict, dict]:

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from ..version import __version__
 from ..methods.base import GenConfig, Method
 from ..pipeline import Result
-from .app import Api, ClosingStream, _async, count_headers, event_error, wait_event
+from .app import Api, ClosingStream, _async, count_headers, relay_events, wait_event
 from .errors import ApiError
 from .llama_schema import parse_detokenize, parse_llama_completion, parse_tokenize
 from .metrics import CONTENT_TYPE
@@ -136,19 +136,9 @@ class LlamaApi:
 
     async def stream(self, reply: Reply, ticket: Ticket, ev: Event):
         """llama-server's stream: a chunk per piece of text, then the whole answer without its text."""
-        while True:
-            if ev.kind == "text":
-                if ev.value:
-                    yield sse(reply.piece(ev.value))
-            elif ev.kind == "done":
-                yield sse(reply.full(ev.value, streamed=True))
-                return
-            elif ev.kind == "error":
-                yield sse(event_error(ev).body())
-                return
-            else:  # cancelled: the server is stopping
-                return
-            ev = await ticket.next()
+        async for line in relay_events(ticket, ev, lambda text: sse(reply.piece(text)) if text else None,
+                                       lambda result: [sse(reply.full(result, streamed=True))]):
+            yield line
 
     # -- tokens ---------------------------------------------------------------------------------
     async def tokenize(self, request: Request) -> Response:

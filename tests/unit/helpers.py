@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from click.testing import CliRunner
 
@@ -34,3 +36,13 @@ def invoke_eval(args):
     from specllama.cli.main import cli
 
     return CliRunner().invoke(cli, ["eval", *args])
+
+
+def wait_for(cond, timeout: float = 10.0) -> bool:
+    """Poll ``cond()`` until it is true or ``timeout`` seconds pass; its last value."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()

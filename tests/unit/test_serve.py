@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 
 import httpx
 import pytest
@@ -55,13 +54,7 @@ def health(server) -> dict:
     return httpx.get(server.url[:-3] + "/health").json()
 
 
-def wait_for(cond, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
+from helpers import wait_for  # noqa: E402
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ import json
 import logging
 import re
 import threading
-import time
 
 import httpx
 import pytest
@@ -82,13 +81,7 @@ def metrics(url: str, **kw) -> dict[str, float]:
     return out
 
 
-def wait_for(cond, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
+from helpers import wait_for  # noqa: E402
 
 
 @contextlib.contextmanager
