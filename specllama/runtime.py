@@ -10,7 +10,7 @@ llama.cpp objects.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .engine.capture import ATTN_PROBS, TensorTap, qk_route
 from .engine.context import Context, ContextConfig
@@ -81,6 +81,7 @@ class Runtime:
         if cfg.draft:
             check_gguf_path(cfg.draft, "draft")
         self._target: Model | None = None
+        self._owns_target = True  # False in a runtime made by with_draft: the target is borrowed
         self._draft: Model | None = None
         self._prefixes: dict[int, Model] = {}
         self._ctx: dict[str, Context] = {}
@@ -118,6 +119,15 @@ class Runtime:
         if self._target is None:
             self._target = Model(self.cfg.target, self.cfg.n_gpu_layers, role="target")
         return self._target
+
+    def with_draft(self, draft: str) -> "Runtime":
+        """A runtime with the same settings and the same loaded target (shared, not reloaded) but
+        another draft GGUF (``eval --drafts``). It owns its draft and its contexts; close it
+        before this runtime, which owns the target."""
+        other = Runtime(replace(self.cfg, draft=draft))
+        other._target, other._owns_target = self.target, False
+        other.attn_route = self.attn_route
+        return other
 
     @property
     def has_draft(self) -> bool:
@@ -256,7 +266,7 @@ class Runtime:
         for ctx in self._ctx.values():
             ctx.close()
         self._ctx.clear()
-        for m in (*self._prefixes.values(), self._draft, self._target):
+        for m in (*self._prefixes.values(), self._draft, self._target if self._owns_target else None):
             if m is not None:
                 m.close()
         self._prefixes.clear()

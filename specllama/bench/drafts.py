@@ -11,29 +11,16 @@ draft reads it; a length that no draft reads is refused before anything is measu
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass
 
-from .. import registry
 from ..engine.ggufmeta import context_length
+from ..drafts import NamedDraft, check_distinct, resolve_drafts  # noqa: F401 (re-exported)
 from ..errors import ConfigError
-from ..ggufcheck import check_model_file
 from ..methods.base import Method
 
 
-@dataclass(frozen=True)
-class BenchDraft:
-    """One draft of the run: its GGUF ``path`` and the ``tag`` its rows are labelled with."""
-
-    path: str
-    tag: str
-
-    @classmethod
-    def of(cls, path: str) -> "BenchDraft":
-        """A draft tagged with its file name (without ``.gguf``)."""
-        name = os.path.basename(path)
-        return cls(path, name[:-5] if name.lower().endswith(".gguf") else name)
+BenchDraft = NamedDraft  # the name bench's code and reports use
 
 
 @dataclass(frozen=True)
@@ -44,42 +31,6 @@ class Row:
     method: Method
     draft: BenchDraft | None
     label: str
-
-
-def resolve_drafts(spec: str) -> tuple[BenchDraft, ...]:
-    """``--drafts a,b,...`` (GGUF paths or manifest names, as ``-md`` takes) to checked drafts;
-    ``ConfigError``/``ModelError`` naming the first entry that is not a usable GGUF."""
-    items = [s.strip() for s in spec.split(",")]
-    if not any(items):
-        raise ConfigError("--drafts needs at least one GGUF path or model name")
-    if not all(items):
-        raise ConfigError(f"--drafts {spec!r} has an empty entry")
-    models, pairs = registry.manifest()
-    out = []
-    for s in items:
-        path = registry.resolve(s, "draft")
-        if not os.path.exists(path):
-            known = ", ".join(n for n, e in models.items() if e.role == "draft")
-            raise ConfigError(f"--drafts: {s!r} is neither a file nor a known model (known drafts: {known})")
-        check_model_file(path, "draft")
-        name = pairs.get("default", {}).get("draft") if s == "default" else s
-        out.append(BenchDraft(path, name) if name in models and not os.path.exists(s) else BenchDraft.of(path))
-    check_distinct(out)
-    return tuple(out)
-
-
-def check_distinct(drafts) -> None:
-    """Refuse a draft listed twice (the same file, however named) and two drafts whose rows or
-    records could not be told apart (the same tag, or the same file name)."""
-    for what, key in (("is listed twice", lambda d: os.path.realpath(d.path)),
-                      ("and another draft have the same tag", lambda d: d.tag),
-                      ("and another draft have the same file name", lambda d: os.path.basename(d.path))):
-        seen = set()
-        for d in drafts:
-            k = key(d)
-            if k in seen:
-                raise ConfigError(f"--drafts: {d.tag} ({d.path}) {what}; give each draft once")
-            seen.add(k)
 
 
 def expand_rows(methods: list[Method], drafts: tuple[BenchDraft, ...]) -> list[Row]:

@@ -64,12 +64,20 @@ def build_config(o: dict):
     length = p.length if o.get("length") is None else o["length"]
     limit = p.limit if o.get("limit") is None else o["limit"]
     scope = o.get("budget_scope") or p.budget_scope
+    drafts = ()
+    if o.get("drafts") is not None:
+        from ..drafts import resolve_drafts
+
+        if o.get("draft"):
+            raise ConfigError("give either -md or --drafts, not both (list -md's draft in --drafts)")
+        drafts = resolve_drafts(o["drafts"])
+        o["draft"] = drafts[0].path  # the runtime's draft; the others share its target
     return EvalConfig(tasks=tuple(tasks), length=length, methods=tuple(methods), budgets=tuple(budgets),
                       limit=limit, seed=o.get("data_seed", 42), out=o.get("out") or "specllama-eval",
                       longbench=o.get("longbench"),
                       style=PromptStyle(o.get("chat_template"), o.get("raw", False)),
                       plot=not o.get("no_plot", False), exact_draft=o.get("exact_draft", False),
-                      budget_scope=scope, dense=not o.get("no_dense", False))
+                      budget_scope=scope, dense=not o.get("no_dense", False), drafts=drafts)
 
 
 @click.command("eval")
@@ -99,6 +107,10 @@ def build_config(o: dict):
 @click.option("--per-sample", "per_sample", is_flag=True, help="With --compare: also list every sample.")
 @click.option("--no-dense", "no_dense", is_flag=True,
               help="Skip the dense reference column (at long lengths it costs more than the rest).")
+@click.option("--drafts", metavar="LIST",
+              help="Compare several drafts on the same samples in one run: comma-separated GGUF paths or "
+                   "model names (as -md takes); each draft-based column comes once per draft, labelled "
+                   "method~NAME@B, dense once.")
 @click.option("--exact-draft", "exact_draft", is_flag=True,
               help="Add specpc~exact columns: specpc with the exact draft (--draft-attn full, all layers).")
 @click.option("--dry-run", "dry_run", is_flag=True,

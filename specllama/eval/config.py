@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import pipeline
 from ..errors import ConfigError
+from ..drafts import NamedDraft, check_distinct
 from ..methods import METHODS, Budget, Method, make_method
 from ..methods.draftpass import EXACT
 from ..methods.specpc import SpecPCConfig
@@ -32,10 +33,12 @@ class Column:
     budget: int | None = None
     exact: bool = False  # specpc with the exact draft (``--exact-draft``): labelled ``specpc~exact``
     context: bool = False  # ``--budget-scope context``: labelled ``method@ctxB``
+    draft: str | None = None  # the tag of its draft when a run compares several (``--drafts``):
+    # labelled ``method~TAG@B``; None: the run's one draft (or none)
 
     @property
     def label(self) -> str:
-        name = self.method + ("~exact" if self.exact else "")
+        name = self.method + ("~exact" if self.exact else "") + (f"~{self.draft}" if self.draft else "")
         if self.budget is None:
             return name
         return f"{name}@{'ctx' if self.context else ''}{self.budget}"
@@ -89,6 +92,9 @@ class EvalConfig:
             compressible tokens kept, the protected ones come on top (so that budgets below the
             protected tokens, 64 at 4K with a chat template, can run). Columns are labelled
             ``method@ctxB`` in the context scope.
+        drafts: the drafts to compare (``--drafts``): with two or more, every column of a method
+            that reads a draft comes once per draft, labelled ``method~TAG@B``, on the same samples;
+            dense and the draft-free methods run once. Empty: the runtime's one draft (``-md``).
     """
 
     tasks: tuple[str, ...]
@@ -104,6 +110,7 @@ class EvalConfig:
     exact_draft: bool = False
     dense: bool = True
     budget_scope: str = "prompt"
+    drafts: tuple[NamedDraft, ...] = ()
 
     def __post_init__(self):
         if self.budget_scope not in BUDGET_SCOPES:
@@ -156,6 +163,9 @@ class EvalConfig:
                 except ConfigError as exc:
                     raise ConfigError(f"{m}: {exc}") from None
         object.__setattr__(self, "budgets", tuple(sorted(self.budgets)))
+        check_distinct(self.drafts)
+        if self.drafts and not self.needs_draft:
+            raise ConfigError("--drafts: none of the methods evaluated reads a draft")
 
     @property
     def context_scope(self) -> bool:
@@ -165,14 +175,21 @@ class EvalConfig:
     def columns(self) -> list[Column]:
         cols = []
         ctx = self.context_scope
+        tags = [d.tag for d in self.drafts] if len(self.drafts) > 1 else [None]
         for m in self.methods:
             if budget_free(m):
                 cols.append(Column(m))
-            else:
-                cols += [Column(m, b, context=ctx) for b in self.budgets]
+                continue
+            for tag in (tags if make_method(m).needs_draft else [None]):
+                cols += [Column(m, b, context=ctx, draft=tag) for b in self.budgets]
                 if self.exact_draft and m == "specpc":
-                    cols += [Column(m, b, exact=True, context=ctx) for b in self.budgets]
+                    cols += [Column(m, b, exact=True, context=ctx, draft=tag) for b in self.budgets]
         return cols
+
+    def draft_path(self, col: Column) -> str | None:
+        """The GGUF of the draft ``col`` runs with when the run compares several drafts; None:
+        the runtime's own draft."""
+        return next((d.path for d in self.drafts if d.tag == col.draft), None) if col.draft else None
 
     @property
     def needs_draft(self) -> bool:
@@ -182,4 +199,4 @@ class EvalConfig:
         return {"tasks": list(self.tasks), "length": self.length, "methods": list(self.methods),
                 "budgets": list(self.budgets), "limit": self.limit, "seed": self.seed,
                 "prompts": self.style.key(), "longbench": self.longbench, "exact_draft": self.exact_draft,
-                "budget_scope": self.budget_scope}
+                "budget_scope": self.budget_scope, "drafts": [d.tag for d in self.drafts]}

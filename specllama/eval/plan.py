@@ -123,11 +123,13 @@ def _column_cost(col: Column, n: int, new: int, drafts: dict[tuple, tuple[str, f
             dp = draft_pass_of(m)
             la = ps.cfg.lookahead
             cost = interpolate(DRAFT_EXACT if dp.exact else DRAFT_CHEAP, n) + max(0, la - 1) / DRAFT_DECODE_TPS
-            what = dp.describe() + (f", {la}-token lookahead" if la > 1 else "")
-            drafts[("pc", dp.describe(), la)] = (f"SpecPC draft pass ({what})", cost)
+            what = (dp.describe() + (f", {la}-token lookahead" if la > 1 else "")
+                    + (f", draft {col.draft}" if col.draft else ""))
+            drafts[("pc", dp.describe(), la, col.draft)] = (f"SpecPC draft pass ({what})", cost)
     if lookahead and not (ps is not None and ps.needs_draft):
-        drafts[("la", lookahead)] = ("SpecKV lookahead answer (exact draft)",
-                                    interpolate(DRAFT_EXACT, n) + lookahead / DRAFT_DECODE_TPS)
+        on = f", draft {col.draft}" if col.draft else ""
+        drafts[("la", lookahead, col.draft)] = (f"SpecKV lookahead answer (exact draft{on})",
+                                               interpolate(DRAFT_EXACT, n) + lookahead / DRAFT_DECODE_TPS)
     tokens = kept_prompt + lookahead
     full = kept_prompt >= n
     return ColumnCost(col.label, tokens, full, interpolate(TARGET_PREFILL, tokens), decode_s(gen, min(budget, n)))

@@ -127,8 +127,22 @@ def _yerr(points: list[tuple[int, float, list[float] | None]]) -> np.ndarray:
     return np.clip(np.array([low, high], dtype=float), 0, None)
 
 
+def plot_lines(summary: dict) -> dict[str, list[tuple[int, float, list[float] | None]]]:
+    """The budgeted columns as plot lines: ``{name: [(budget, average, interval)]}`` by budget, one
+    line per column kind, i.e. the label without its ``@budget`` (``specpc``, ``specpc~exact``,
+    ``specpc~NAME``: the drafts and draft passes of one method are lines of their own)."""
+    lines: dict[str, list[tuple[int, float, list[float] | None]]] = defaultdict(list)
+    cis = summary.get("average_interval", {})
+    for c in summary["columns"]:
+        avg = summary["average"][c["label"]]
+        if avg is not None and c["budget"] is not None:
+            lines[c["label"].rpartition("@")[0]].append((c["budget"], avg, cis.get(c["label"])))
+    return {k: sorted(v, key=lambda p: p[0]) for k, v in lines.items()}
+
+
 def plot(summary: dict, path: Path) -> None:
-    """Average score against budget: one line per method, dense as a horizontal line (PNG)."""
+    """Average score against budget: one line per method (and per draft or draft pass, as the
+    labels tell them apart), dense as a horizontal line (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,21 +150,15 @@ def plot(summary: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     budgets = sorted({c["budget"] for c in summary["columns"] if c["budget"] is not None})
-    lines: dict[str, list[tuple[int, float, list[float] | None]]] = defaultdict(list)
     cis = summary.get("average_interval", {})
     for c in summary["columns"]:
         avg, ci = summary["average"][c["label"]], cis.get(c["label"])
-        if avg is None:
-            continue
-        if c["budget"] is None:
+        if avg is not None and c["budget"] is None:
             span = f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci is not None else ""
             ax.axhline(avg, linestyle="--", color="black", label=f"{c['method']} ({avg:.1f}{span})")
             if ci is not None:
                 ax.axhspan(ci[0], ci[1], color="black", alpha=0.08, linewidth=0)
-        else:
-            lines[c["method"]].append((c["budget"], avg, ci))
-    for method, pts in lines.items():
-        pts.sort(key=lambda p: p[0])
+    for method, pts in plot_lines(summary).items():
         ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=_yerr(pts), marker="o", capsize=3,
                     label=method)
     if budgets:

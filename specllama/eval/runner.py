@@ -65,8 +65,9 @@ def check_models(cfg: EvalConfig, rt: RuntimeConfig) -> None:
     headers."""
     check_out(cfg.out)
     readers = [("target", rt.target, rt.n_ctx or None)]
-    if cfg.needs_draft and rt.draft:
-        readers.append(("draft", rt.draft, None))
+    if cfg.needs_draft:
+        readers += [("draft", path, None) for path in dict.fromkeys([*([rt.draft] if rt.draft else []),
+                                                                     *(d.path for d in cfg.drafts)])]
     for role, path, override in readers:
         limit = override or context_length(path, role)
         if limit and cfg.length > limit:
@@ -204,20 +205,26 @@ def run(cfg: EvalConfig, rt: Runtime, log: LogFn = _stderr, stream=None) -> RunR
     if store.bad_lines:
         log(f"{store.path}: ignored {store.bad_lines} unreadable line(s); those jobs run again")
     target = os.path.basename(rt.cfg.target)
-    draft = os.path.basename(rt.cfg.draft) if rt.cfg.draft else None
     jobs = plan_jobs(cfg, samples)
+    runtimes = {None: rt}  # the column's draft tag -> its runtime (--drafts: one per draft, one target)
+    for col in cfg.columns:
+        path = cfg.draft_path(col)
+        if col.draft not in runtimes:
+            runtimes[col.draft] = rt if path == rt.cfg.draft else rt.with_draft(path)
+    drafts = {tag: os.path.basename(r.cfg.draft) if r.cfg.draft else None for tag, r in runtimes.items()}
     needs_draft = {c: c.build().needs_draft for c in cfg.columns}
 
     def key(job: Job) -> tuple:
-        return record_key(job.sid, job.column, target, draft if needs_draft[job.column] else None)
+        return record_key(job.sid, job.column, target, drafts[job.column.draft] if needs_draft[job.column] else None)
 
     todo = [j for j in jobs if key(j) not in store]
     if len(todo) < len(jobs):
         log(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} job(s) already scored in {store.path}")
     progress = Progress([j.column.label for j in todo], stream=stream)
     prompts: dict[str, Prompt] = {}
-    if rt.score_cache is None:
-        rt.score_cache = ScoreCache()  # one draft pass per sample serves every budget (SpecPC, SpecKV)
+    for r in runtimes.values():
+        if r.score_cache is None:
+            r.score_cache = ScoreCache()  # one draft pass per sample serves every budget (SpecPC, SpecKV)
     ran = 0
     interrupted = False
     try:
@@ -225,13 +232,14 @@ def run(cfg: EvalConfig, rt: Runtime, log: LogFn = _stderr, stream=None) -> RunR
             s = job.sample
             if job.sid not in prompts:
                 prompts.clear()  # jobs come sample by sample: keep one prompt
-                rt.score_cache.clear()  # and its draft passes only (they can hold a KV state each)
+                for r in runtimes.values():
+                    r.score_cache.clear()  # and its draft passes only (they can hold a KV state each)
                 prompts[job.sid] = to_prompt(rt.target, s, cfg.style)
             prompt = prompts[job.sid]
             gen = GenConfig(n_predict=s.max_new_tokens, sampling=SamplingConfig(temp=0.0, seed=0))
             method = job.column.build(s.max_new_tokens, int(prompt.protected.sum()))
             t0 = time.perf_counter()
-            result = pipeline.generate(rt, prompt, method, gen)
+            result = pipeline.generate(runtimes[job.column.draft], prompt, method, gen)
             seconds = time.perf_counter() - t0
             sc = score(s.metric, result.text, s.outputs, first_line=bool(s.meta.get("first_line")),
                        all_classes=s.meta.get("all_classes", ()))
@@ -250,8 +258,12 @@ def run(cfg: EvalConfig, rt: Runtime, log: LogFn = _stderr, stream=None) -> RunR
         interrupted = True
     finally:
         progress.close()
+        for r in runtimes.values():
+            if r is not rt:
+                r.close()
     records = [store.records[key(j)] for j in jobs if key(j) in store]
-    summary = summarize(cfg, records, {"target": target, "draft": draft})
+    listed = [d for tag, d in drafts.items() if tag is not None] or [drafts[None]]
+    summary = summarize(cfg, records, {"target": target, "draft": listed[0] if len(listed) == 1 else listed})
     write_outputs(cfg, summary, out)
     if interrupted:
         log(f"interrupted after {ran} job(s): the summary covers what was scored; rerun the same "

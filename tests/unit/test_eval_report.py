@@ -7,7 +7,7 @@ import pytest
 from specllama.cli.eval import build_config
 from specllama.errors import ConfigError
 from specllama.eval import presets
-from specllama.eval.report import markdown, plot, summarize
+from specllama.eval.report import markdown, plot, plot_lines, summarize
 from specllama.eval.runner import EvalConfig
 from specllama.methods import method_names
 
@@ -54,6 +54,24 @@ def test_missing_cells_and_plot(cfg, tmp_path):
     full = summarize(cfg, [rec("vt", "dense", None, 50.0), rec("vt", "specpc", 512, 20.0),
                            rec("vt", "specpc", 1024, 40.0)], {"target": "t.gguf", "draft": "d.gguf"})
     plot(full, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_has_a_line_per_draft_and_draft_pass(tmp_path):
+    from specllama.drafts import NamedDraft
+
+    drafts = (NamedDraft("/m/a.gguf", "a"), NamedDraft("/m/b.gguf", "b"))
+    cfg = EvalConfig(tasks=("vt",), length=4096, methods=("specpc",), budgets=(512, 1024), limit=1,
+                     out=str(tmp_path), exact_draft=True, drafts=drafts)
+    recs = [rec("vt", "dense", None, 50.0)]
+    for i, c in enumerate(c for c in cfg.columns if c.budget):
+        recs.append(dict(rec("vt", "specpc", c.budget, float(i)), label=c.label))
+    s = summarize(cfg, recs, {"target": "t.gguf", "draft": ["a.gguf", "b.gguf"]})
+    lines = plot_lines(s)
+    assert sorted(lines) == ["specpc~a", "specpc~b", "specpc~exact~a", "specpc~exact~b"]
+    assert [p[0] for p in lines["specpc~b"]] == [512, 1024]
+    assert [p[1] for p in lines["specpc~exact~a"]] == [2.0, 3.0]  # its own two columns, not another's
+    plot(s, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
 

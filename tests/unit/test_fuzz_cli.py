@@ -225,18 +225,24 @@ def reading_stdin(pid: int) -> bool:
         return False
 
 
-def interrupt(argv: list[str], cwd: Path, cache: Path, feed: bool, delay: float):
+def interrupt(argv: list[str], cwd: Path, cache: Path, feed: bool, delay: float | None):
     """Start ``argv`` reading its document from stdin; SIGINT it while it waits for input or, with
-    ``feed``, ``delay`` seconds after the document arrived (while it loads, scores or answers)."""
+    ``feed``, ``delay`` seconds after the document arrived (while it loads, scores or answers;
+    ``delay`` None: no signal). Returns ``(rc, stdout, stderr, finished, seconds)``: ``finished``
+    when it had exited before the signal; ``seconds`` from the document's arrival to its exit."""
     p = subprocess.Popen([sys.executable, "-m", "specllama", *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, cwd=cwd, env=env_for(cache))
     end = time.monotonic() + 60
     while not reading_stdin(p.pid) and time.monotonic() < end and p.poll() is None:
         time.sleep(0.02)
+    t0 = time.monotonic()
     if feed:
         p.stdin.write(DOC.encode() * 3)
         p.stdin.close()
-        time.sleep(delay)
+        if delay is None:
+            p.wait(timeout=60)
+        else:
+            time.sleep(delay)
     finished = p.poll() is not None
     if not finished:
         p.send_signal(signal.SIGINT)
@@ -244,7 +250,7 @@ def interrupt(argv: list[str], cwd: Path, cache: Path, feed: bool, delay: float)
         p.stdin.close()
     p.stdin = None
     out, err = p.communicate(timeout=60)
-    return p.returncode, out, err, finished
+    return p.returncode, out, err, finished, time.monotonic() - t0
 
 
 @pytest.mark.skipif(not Path("/proc/self/syscall").exists(), reason="needs /proc/PID/syscall to time the signal")
@@ -253,15 +259,24 @@ def test_ctrl_c_exits_130_and_loses_nothing(fuzz_dir):
     root, m = fuzz_dir["root"], fuzz_dir["models"]
     before = snapshot(*fuzz_dir["watch"])
     runs = 0
+    args = [*m, "-f", "-", "--budget", "200", "--window", "16"]
+    # how long each command works once its document is in (the shorter of two runs: the first is
+    # slower, files not yet cached), so that the signals land inside that time on a fast machine as
+    # on a slow one (a fixed delay lets fast runs finish first)
+    cmds = {"run": ["run", "-n", "-1"], "compress": ["compress"]}
+    work = {c: min(interrupt([*cmd, *args], root / "work", root / "cache", feed=True, delay=None)[4]
+                   for _ in range(2)) for c, cmd in cmds.items()}
     for i in range(8):
-        cmd = ["run", "-n", "-1"] if i % 3 else ["compress"]
+        cmd = cmds["run" if i % 3 else "compress"]
         as_json = i % 2 == 1
-        argv = [*cmd] + (["--json"] if as_json else []) + [*m, "-f", "-", "--budget", "200", "--window", "16"]
-        rc, out, err, finished = interrupt(argv, root / "work", root / "cache", feed=i >= 2,
-                                           delay=r.uniform(0.0, 0.5))
+        argv = [*cmd] + (["--json"] if as_json else []) + args
+        rc, out, err, finished, _ = interrupt(argv, root / "work", root / "cache", feed=i >= 2,
+                                              delay=r.uniform(0.0, 0.5) * work[cmd[0]])
         last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-        if finished or (rc == -signal.SIGINT and "error" not in last[0] and b"Traceback" not in err):
-            assert rc in (0, -signal.SIGINT), err  # it ended before the signal, or while exiting
+        ended = rc in (0, -signal.SIGINT) and "error" not in last[0] and b"Traceback" not in err
+        if finished or ended:
+            # it ended before the signal, or the signal came while it was exiting (its result was out)
+            assert rc in (0, -signal.SIGINT), err
             continue
         runs += 1
         check_cli(f"SIGINT {i} {argv}", rc, out if as_json else b"", err, as_json, codes=(130,))

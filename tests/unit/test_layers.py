@@ -2,8 +2,8 @@
 
     errors, timings, outpaths, inputs, version   (nothing of ours below them)
     engine, select, registry                 llama.cpp plumbing; pure numpy; the model registry
-    ggufcheck, prompt, runtime, scoring      model files; prompts; models and contexts; attention
-                                             scoring (draft and target alike)
+    ggufcheck, prompt, runtime, scoring,     model files; prompts; models and contexts; attention
+    drafts                                   scoring (draft and target alike); --drafts lists
     methods                                  one module per method, over the shared interface
     pipeline, settings, options, preflight   one request end to end; flags -> configs
     api                                      the public Python API
@@ -24,7 +24,7 @@ PKG = Path(__file__).resolve().parents[2] / "specllama"
 RANK = {
     "errors": 0, "timings": 0, "outpaths": 0, "inputs": 0, "version": 0,
     "engine": 1, "select": 1, "registry": 1,
-    "ggufcheck": 2, "prompt": 2, "runtime": 2, "scoring": 2,
+    "ggufcheck": 2, "prompt": 2, "runtime": 2, "scoring": 2, "drafts": 2,
     "methods": 3,
     "pipeline": 4, "settings": 4, "options": 4, "preflight": 4,
     "api": 5,
