@@ -218,6 +218,7 @@ class DraftScorer:
         """Draft scores ``[m]`` for every token of ``seq``; the draft then holds ``seq``."""
         self.rt.check_same_tokenizer("the draft that follows the chat token for token")
         cfg = self.cfg
+        model, attention, local = self.draft_pass(seq.n)
         window = min(cfg.attention.window, seq.n)
         t0 = time.perf_counter()
         q = self.track.sync(seq.tokens, seq.positions, keep_last=window)
@@ -225,8 +226,8 @@ class DraftScorer:
         bar = self.progress("draft prefill", seq.n - q)
         hooked = HookedContext(ctx, self.check, bar)
         try:
-            scores = score_with_attention(hooked, self.tap, self.rt.draft, seq.tokens[q:], cfg.attention,
-                                          seq.n, cfg.lookahead, timings, positions=seq.positions[q:]).scores
+            scores = score_with_attention(hooked, self.tap, model, seq.tokens[q:], attention, seq.n,
+                                          cfg.lookahead, timings, positions=seq.positions[q:], local=local).scores
         except BaseException:
             self.track.held(seq.tokens[q:q + hooked.done], seq.positions[q:q + hooked.done])
             self.track.rewind(self.track.n)
@@ -239,6 +240,18 @@ class DraftScorer:
         timings.draft_ms += 1000.0 * (time.perf_counter() - t0)
         timings.draft_tokens += seq.n - q
         return scores
+
+    def draft_pass(self, n: int) -> tuple:
+        """``(model, attention, local)`` for a sequence of ``n`` tokens: the stage's draft pass
+        (SpecPC's ``draft_pass``: a prefix of the draft's layers, sparse attention for the queries
+        before the window, as in ``run``), or the whole draft with full attention. The track's
+        context is of that model (``ChatSession.draft_model``). Queries decoded in an earlier turn
+        keep the attention they had then: a token that was in that turn's scoring window attended
+        to every key, so the cells can differ a little from a fresh sparse pass over the sequence."""
+        pass_ = getattr(self.stage, "draft_pass", None)
+        if pass_ is None:
+            return self.rt.draft, self.cfg.attention, None
+        return pass_(self.rt, n)
 
     def select(self, seq: Sequence, protected: np.ndarray, goal: int, timings: Timings) -> np.ndarray:
         scores = self.scores(seq, timings)

@@ -136,8 +136,9 @@ class ChatSession:
         self.draft: Track | None = None
         if rt.has_draft:
             d_cap = rt.draft.info.n_ctx_train or DEFAULT_CAP
-            # flash attention as the attention route chooses, like the draft of `run`
-            self.draft = Track(lambda n: rt.owned_ctx(rt.draft, n, tap=self._tap, abortable=True), d_cap,
+            # the draft model the method's pass runs (a prefix of its layers by default, as `run`'s
+            # cheap draft), with flash attention as the attention route chooses
+            self.draft = Track(lambda n: rt.owned_ctx(self.draft_model(), n, tap=self._tap, abortable=True), d_cap,
                                name=f"draft {rt.draft.name}",
                                hint="/clear the conversation or attach a shorter document")
         self._stop = threading.Event()
@@ -165,11 +166,21 @@ class ChatSession:
 
     def configure(self, **changes) -> None:
         """Change CLI-level settings (``method``, ``budget``, ``keep``, ``temp``, ``n_predict``...);
-        nothing changes unless the result is valid."""
+        nothing changes unless the result is valid. A change of the draft model the method runs
+        (e.g. ``--draft-layers``) empties the draft's context: its cells belong to the other one."""
         o = dict(self.options)
         o.update(changes)
+        before = self.draft_model() if self.draft is not None else None
         self.method, self.gen = self._build(o)
         self.options = o
+        if self.draft is not None and self.draft_model() is not before:
+            self.draft.close()
+
+    def draft_model(self):
+        """The draft model the method's draft pass runs: the draft, or the prefix of its layers that
+        SpecPC's cheap pass reads (``DraftPass.run_layers``); the draft for methods without one."""
+        pass_ = getattr(self.method.prompt_stage, "draft_pass", None)
+        return pass_(self.rt, 0)[0] if pass_ is not None else self.rt.draft
 
     @property
     def renumber(self) -> bool:

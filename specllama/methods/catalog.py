@@ -44,7 +44,8 @@ DRAFT_WINDOW = Setting("draft_window", ("--draft-window",), int, min=1, max=MAX_
 DRAFT_SINKS = Setting("draft_sinks", ("--draft-sinks",), int, min=0, max=MAX_WINDOW, strict=True,
                       help="specpc: first prompt keys every sparse draft query attends to [default: 64].")
 DRAFT_LAYERS = Setting("draft_layers", ("--draft-layers",), int, min=0, strict=True,
-                       help="specpc: run only the first N draft layers (0: all) [default: all].")
+                       help="specpc: run only the first N draft layers (0: all) [default: two thirds of "
+                            "them, rounded up; all with --lookahead above 1].")
 
 COMMON = (BUDGET, KEEP)
 BUILTIN = (BUDGET, KEEP, BUDGET_PC, WINDOW, LOOKAHEAD, KERNEL, POOL, REDUCTION, NEIGHBOURS, START_LAYER,
