@@ -30,7 +30,7 @@ from ..methods.draftpass import draft_pass_of
 from ..outpaths import check_writable_dir
 from ..prompt import Prompt
 from ..runtime import Runtime, RuntimeConfig
-from ..scoring import ScoreCache
+from ..scoring import PrefillCache, ScoreCache
 from . import data, longbench
 from .config import BUDGET_SCOPES, MAX_SEED, Column, EvalConfig, budget_free  # noqa: F401 (re-exported)
 from .dataset import load_or_generate
@@ -218,6 +218,8 @@ def run(cfg: EvalConfig, rt: Runtime, log: LogFn = _stderr, stream=None) -> RunR
     prompts: dict[str, Prompt] = {}
     if rt.score_cache is None:
         rt.score_cache = ScoreCache()  # one draft pass per sample serves every budget (SpecPC, SpecKV)
+    if rt.prefill_cache is None:
+        rt.prefill_cache = PrefillCache()  # and one target prefill per KV setting (SnapKV, SpecKV, ...)
     ran = 0
     interrupted = False
     try:
@@ -226,6 +228,7 @@ def run(cfg: EvalConfig, rt: Runtime, log: LogFn = _stderr, stream=None) -> RunR
             if job.sid not in prompts:
                 prompts.clear()  # jobs come sample by sample: keep one prompt
                 rt.score_cache.clear()  # and its draft passes only (they can hold a KV state each)
+                rt.prefill_cache.clear()  # and target prefills (a full-prompt KV state each)
                 prompts[job.sid] = to_prompt(rt.target, s, cfg.style)
             prompt = prompts[job.sid]
             gen = GenConfig(n_predict=s.max_new_tokens, sampling=SamplingConfig(temp=0.0, seed=0))
