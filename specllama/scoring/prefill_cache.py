@@ -15,7 +15,7 @@ full-prompt KV cache in host memory per entry: eval clears the memo per sample.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -63,6 +63,12 @@ class PrefillCache:
         return self._hits.get(key)
 
     def put(self, key: tuple, value: Prefill) -> None:
+        """Keep ``value``; its scores are stored as a read-only copy, so that no stage can change
+        what a later hit reads."""
+        if value.scores is not None:
+            scores = np.array(value.scores, dtype=np.float32)
+            scores.setflags(write=False)
+            value = replace(value, scores=scores)
         self._hits[key] = value
 
     def clear(self) -> None:

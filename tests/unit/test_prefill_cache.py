@@ -90,6 +90,19 @@ def test_a_hit_runs_exactly_as_a_fresh_run_at_every_budget(tiny_runtime, entry, 
     assert h.n_kept == len(hit.kept)
 
 
+def test_stored_scores_cannot_be_changed_by_a_stage():
+    from specllama.scoring import Prefill
+
+    memo = PrefillCache()
+    scores = np.arange(4, dtype=np.float32)
+    memo.put(("k",), Prefill(scores, b"", 1, 2.0))
+    scores[0] = 9  # the caller's array is not the stored one
+    held = memo.get(("k",)).scores
+    assert held.tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError):
+        held[1] = 5
+
+
 def test_the_lookahead_is_in_the_key(tiny_runtime):
     """SnapKV and SpecKV prefill the same prompt with the same attention settings; only SpecKV
     reads the draft's answer after it. A key without the lookahead would hand SpecKV SnapKV's
