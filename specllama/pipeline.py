@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import codecs
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -20,7 +20,7 @@ from .errors import ConfigError, Interrupted, PromptError
 from .methods.base import GenConfig, Job, KVStage, Method, PromptStage
 from .prompt import Prompt
 from .runtime import Runtime, round_ctx
-from .scoring import score_with_attention
+from .scoring import Prefill, PrefillCache, score_with_attention
 from .timings import Timings
 
 TextFn = Callable[[str], None]
@@ -155,27 +155,22 @@ def generate(rt: Runtime, prompt: Prompt, method: Method, gen: GenConfig = GenCo
     sampler = Sampler(gen.sampling)
     try:
         lookahead = kv.lookahead(job) if kv is not None else np.zeros(0, dtype=np.int32)
-        first: list[int] = []
-        t_pre = time.perf_counter()
-        if kv is not None and kv.needs_attention:
-            ctx, tap = rt.target_attn_ctx(len(tokens) + len(lookahead))
-            att = score_with_attention(
-                ctx, tap, rt.target, tokens, kv.attention, len(tokens), 0, timings, positions=positions,
-                extra=lookahead, on_prompt_logits=lambda i: first.append(sampler.sample(ctx, i)))
-            scores, blob = att.scores, att.blob
-        else:
-            ctx = rt.target_ctx(len(tokens) + (0 if kv is not None else n_pred))
+        if kv is None:
+            t_pre = time.perf_counter()
+            ctx = rt.target_ctx(len(tokens) + n_pred)
             ctx.decode(tokens, positions)
-            first.append(sampler.sample(ctx))
-            scores = blob = None
-        timings.prefill_ms = 1000.0 * (time.perf_counter() - t_pre)
-        timings.prefill_tokens = len(tokens) + len(lookahead)
-        if kv is not None:
+            first = sampler.sample(ctx)
+            timings.prefill_ms = 1000.0 * (time.perf_counter() - t_pre)
+        else:
+            pre = kv_prefill(rt, kv, tokens, positions, lookahead, gen, sampler, timings)
+            first = pre.first
+            timings.prefill_ms = pre.prefill_ms
             t_sel = time.perf_counter()
-            cells = kv.select(job, budget, scores, prompt.protected[kept])
-            ctx = keep_cells(ctx, positions[cells], rt.decode_ctx(len(cells) + n_pred), blob)
-            timings.select_ms += 1000.0 * (time.perf_counter() - t_sel)
+            cells = kv.select(job, budget, pre.scores, prompt.protected[kept])
+            ctx = keep_cells(None, positions[cells], rt.decode_ctx(len(cells) + n_pred), pre.blob)
+            timings.select_ms += 1000.0 * (time.perf_counter() - t_sel) + pre.state_ms
             kept = kept[cells]
+        timings.prefill_tokens = len(tokens) + len(lookahead)
         timings.n_kept = len(kept)
         timings.kv_bytes = ctx.kv_bytes()
         timings.kv_bytes_dense = kv_bytes_for(rt.target, round_ctx(prompt.n + n_pred))
@@ -183,13 +178,72 @@ def generate(rt: Runtime, prompt: Prompt, method: Method, gen: GenConfig = GenCo
 
         # -- decode ---------------------------------------------------------------------------
         room = ctx.n_ctx - len(kept)
-        out, stop = decode_loop(ctx, sampler, first[0], int(ctx.pos_max()) + 1, min(n_pred, room + 1),
+        out, stop = decode_loop(ctx, sampler, first, int(ctx.pos_max()) + 1, min(n_pred, room + 1),
                             rt.target, on_text, timings)
     finally:
         sampler.close()
     text = rt.target.detokenize(out)
     return Result(text=text, tokens=np.asarray(out, dtype=np.int32), kept=kept, timings=timings,
                   method=name, notes=job.notes, stop=stop)
+
+
+def prefill_key(rt: Runtime, kv: KVStage, tokens: np.ndarray, positions: np.ndarray, lookahead: np.ndarray,
+                sampling) -> tuple:
+    """The :class:`PrefillCache` key of a KV stage's target prefill: ``tokens[n]`` at
+    ``positions[n]`` then ``lookahead[L]``, the stage's attention settings (or none read), the
+    attention route and the flash-attention setting of the prefill context, the target's runtime
+    settings (batch sizes, threads, ``-c``, ``-fa``: the draft's are left out, they decide nothing
+    here) and the sampling settings. The KV stage itself is not in it: two stages that prefill the
+    same way (StreamingLLM and the random baseline; SnapKV and a SpecKV whose draft answered
+    nothing) share one prefill, since everything after it is theirs."""
+    if kv.needs_attention:
+        setup = ("attention", kv.attention, rt.attn_route, rt.attn_flash(rt.target))
+    else:
+        setup = ("plain", rt.cfg.flash_attn)
+    target = replace(rt.cfg, draft=None, n_gpu_layers_draft=0)
+    return PrefillCache.key(tokens, positions, lookahead, *setup, target, sampling)
+
+
+def kv_prefill(rt: Runtime, kv: KVStage, tokens: np.ndarray, positions: np.ndarray, lookahead: np.ndarray,
+               gen: GenConfig, sampler: Sampler, timings: Timings) -> Prefill:
+    """The target's prefill for a KV stage: ``tokens[n]`` at ``positions[n]`` (then ``lookahead[L]``
+    in the scoring graph when the stage reads attention), the scores, the first token and the
+    sequence state, all independent of the budget.
+
+    Served by ``rt.prefill_cache`` when it holds this prefill (a hit adds the cached prefill and
+    state time to ``timings.reused_ms`` and its attention reading to ``capture_ms``, as if it ran).
+    Only greedy sampling is memoised: a sampler with a random state would have to sample the first
+    token again for the rest of the answer to follow the same draws.
+    """
+    memo = rt.prefill_cache if gen.sampling.greedy else None
+    key = prefill_key(rt, kv, tokens, positions, lookahead, gen.sampling) if memo is not None else None
+    hit = memo.get(key) if memo is not None else None
+    if hit is not None:
+        timings.capture_ms += hit.capture_ms
+        timings.reused_ms += hit.prefill_ms + hit.state_ms
+        return hit
+    first: list[int] = []
+    capture0 = timings.capture_ms
+    t0 = time.perf_counter()
+    if kv.needs_attention:
+        ctx, tap = rt.target_attn_ctx(len(tokens) + len(lookahead))
+        att = score_with_attention(
+            ctx, tap, rt.target, tokens, kv.attention, len(tokens), 0, timings, positions=positions,
+            extra=lookahead, on_prompt_logits=lambda i: first.append(sampler.sample(ctx, i)))
+        scores, blob = att.scores, att.blob
+    else:
+        ctx = rt.target_ctx(len(tokens))
+        ctx.decode(tokens, positions)
+        first.append(sampler.sample(ctx))
+        scores = blob = None
+    t1 = time.perf_counter()
+    if blob is None:
+        blob = ctx.state_get()
+    pre = Prefill(scores, blob, first[0], 1000.0 * (t1 - t0), timings.capture_ms - capture0,
+                  1000.0 * (time.perf_counter() - t1))
+    if memo is not None:
+        memo.put(key, pre)
+    return pre
 
 
 def decode_loop(ctx, sampler: Sampler, tok: int, pos: int, n_pred: int, model, on_text: TextFn | None,

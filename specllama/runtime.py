@@ -18,6 +18,7 @@ from .engine.model import Model, check_gguf_path
 from .engine.prefix import layer_prefix
 from .errors import ConfigError, ModelError, PromptError, require_int
 from .scoring.cache import ScoreCache
+from .scoring.prefill_cache import PrefillCache
 
 CTX_ALIGN = 256
 _NOTED: set[tuple] = set()  # (key, target, draft) already noted on stderr by this process
@@ -87,6 +88,7 @@ class Runtime:
         self._ctx: dict[str, Context] = {}
         self._taps: dict[str, TensorTap] = {}
         self.score_cache = None
+        self.prefill_cache = None
         self.attn_route = "qk"
 
     @property
@@ -100,6 +102,18 @@ class Runtime:
         if cache is not None and not isinstance(cache, ScoreCache):
             raise TypeError(f"score_cache must be a ScoreCache or None, not {type(cache).__name__}")
         self._score_cache = cache
+
+    @property
+    def prefill_cache(self) -> PrefillCache | None:
+        """Optional memo of the target's prefill for KV methods per prompt (eval turns it on to run
+        one prompt at several budgets with one target prefill; timing runs leave it off)."""
+        return self._prefill_cache
+
+    @prefill_cache.setter
+    def prefill_cache(self, cache: PrefillCache | None) -> None:
+        if cache is not None and not isinstance(cache, PrefillCache):
+            raise TypeError(f"prefill_cache must be a PrefillCache or None, not {type(cache).__name__}")
+        self._prefill_cache = cache
 
     @property
     def attn_route(self) -> str:

@@ -11,8 +11,9 @@ class Timings:
 
     ``ttft_ms`` is the *accounted* time to first token: from the start of the request (draft
     included) to the first generated token, plus ``reused_ms``, work taken from a cache instead of
-    redone (eval's one draft pass per sample serving several budgets), counted into ``draft_ms`` and
-    ``ttft_ms`` as if it had run, so every request reads like a fresh one. ``ttft_wall_ms`` is the
+    redone (eval's one draft pass per sample serving several budgets, and its one target prefill per
+    sample and KV setting), counted into ``draft_ms`` or ``prefill_ms`` and ``ttft_ms`` as if it had
+    run, so every request reads like a fresh one. ``ttft_wall_ms`` is the
     wall time the request actually took to its first token; the two differ only on a cache hit.
     ``kv_bytes`` is the target's KV cache during decode; ``kv_bytes_dense`` what dense decoding of
     the same request allocates.
@@ -92,7 +93,7 @@ class Timings:
         parts.append(f"target prefill {self.prefill_ms / 1000:.2f} s")
         if self.reused_ms:
             parts.append(f"TTFT {self.ttft_ms / 1000:.2f} s accounted ({self.reused_ms / 1000:.2f} s of it "
-                         f"from the score cache), {self.ttft_wall_ms / 1000:.2f} s wall")
+                         f"from the score cache or the prefill cache), {self.ttft_wall_ms / 1000:.2f} s wall")
         else:
             parts.append(f"TTFT {self.ttft_ms / 1000:.2f} s")
         parts.append(f"decode {self.decode_tps:.1f} t/s")

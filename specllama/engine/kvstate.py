@@ -228,7 +228,7 @@ def keep_cells(src, keep_positions: np.ndarray, dst, blob: bytes | None = None):
     ``dst`` must be a fresh context of the same model with room for the kept cells; it is returned,
     holding them packed from cell 0 at their original positions. V is rewritten into ``dst``'s
     layout when the two contexts differ in flash attention. ``blob`` is ``src``'s state if the
-    caller already fetched it.
+    caller already fetched it (``src`` is then not read, and may be None: a memoised prefill).
     """
     blob, n = filter_blob(src.state_get() if blob is None else blob, keep_positions, dst.v_trans)
     if n != len(np.unique(keep_positions)):

@@ -1,9 +1,10 @@
 """``specllama eval --dry-run``: what a grid will run, and an estimate of how long, without a model.
 
-The estimate counts, per sample, the target's passes (a full-prompt prefill for dense and for every
-KV method at every budget; a short prefill of the kept tokens for the prompt methods) and the
-draft's passes (one per sample and draft setting, shared by every budget: the runner keeps them in
-``Runtime.score_cache``), and prices them with the per-token costs measured in the README for the
+The estimate counts, per sample, the target's passes (a full-prompt prefill for dense, and one for
+every KV method and KV setting, shared by every budget: the runner keeps it in
+``Runtime.prefill_cache``; a short prefill of the kept tokens for the prompt methods, at every
+budget) and the draft's passes (one per sample and draft setting, shared by every budget: the
+runner keeps them in ``Runtime.score_cache``), and prices them with the per-token costs measured in the README for the
 default pair (Qwen2.5-Coder 1.5B target, 0.5B draft, Q4_K_M, ``-t 2`` on the 2-core development
 machine; ``specllama bench``, 2026-12-01). Other models or machines scale these costs; the counts
 hold for any pair.
@@ -56,17 +57,24 @@ def decode_s(tokens: float, cells: float) -> float:
 
 @dataclass
 class ColumnCost:
-    """One column's target work per job: tokens prefilled, and estimated prefill and decode seconds."""
+    """One column's target work per job: tokens prefilled, and estimated prefill and decode seconds.
+
+    ``prefill_key`` names a KV method's target prefill, which does not depend on the budget (None
+    for the others); ``shared_with`` is the earlier column whose prefill this one reuses, and then
+    ``prefill_s`` is not spent again.
+    """
 
     label: str
     target_tokens: int
     full_prompt: bool
     prefill_s: float
     decode_s: float
+    prefill_key: tuple | None = None
+    shared_with: str | None = None
 
     @property
     def seconds(self) -> float:
-        return self.prefill_s + self.decode_s
+        return (0.0 if self.shared_with else self.prefill_s) + self.decode_s
 
 
 @dataclass
@@ -86,11 +94,11 @@ class Plan:
 
     @property
     def full_target_passes(self) -> int:
-        return self.samples * sum(c.full_prompt for c in self.columns)
+        return self.samples * sum(c.full_prompt and not c.shared_with for c in self.columns)
 
     @property
     def short_target_passes(self) -> int:
-        return self.samples * sum(not c.full_prompt for c in self.columns)
+        return self.samples * sum(not c.full_prompt and not c.shared_with for c in self.columns)
 
     @property
     def seconds(self) -> float:
@@ -132,7 +140,22 @@ def _column_cost(col: Column, n: int, new: int, drafts: dict[tuple, tuple[str, f
                                                interpolate(DRAFT_EXACT, n) + lookahead / DRAFT_DECODE_TPS)
     tokens = kept_prompt + lookahead
     full = kept_prompt >= n
-    return ColumnCost(col.label, tokens, full, interpolate(TARGET_PREFILL, tokens), decode_s(gen, min(budget, n)))
+    key = None
+    if kv is not None:  # what the runner's prefill memo keys on, for eval's default settings
+        key = (m.name if ps is not None else None, kept_prompt,
+               kv.attention if kv.needs_attention else "plain", lookahead)
+    return ColumnCost(col.label, tokens, full, interpolate(TARGET_PREFILL, tokens), decode_s(gen, min(budget, n)),
+                      key)
+
+
+def _share_prefills(costs: list[ColumnCost]) -> None:
+    """Mark the columns whose target prefill an earlier column of the same sample already ran."""
+    first: dict[tuple, str] = {}
+    for c in costs:
+        if c.prefill_key in first:
+            c.shared_with = first[c.prefill_key]
+        elif c.prefill_key is not None:
+            first[c.prefill_key] = c.label
 
 
 def estimate(cfg: EvalConfig) -> Plan:
@@ -142,8 +165,9 @@ def estimate(cfg: EvalConfig) -> Plan:
     for n, new in _task_lengths(cfg):
         drafts: dict[tuple, tuple[str, float]] = {}
         costs = [_column_cost(c, n, new, drafts) for c in cfg.columns]
+        _share_prefills(costs)
         plan.columns = plan.columns or costs
-        plan.target_s += cfg.limit * sum(c.prefill_s for c in costs)
+        plan.target_s += cfg.limit * sum(c.prefill_s for c in costs if not c.shared_with)
         plan.decode_s += cfg.limit * sum(c.decode_s for c in costs)
         for what, s in drafts.values():
             plan.draft_passes[what] = plan.draft_passes.get(what, 0) + cfg.limit
@@ -158,15 +182,17 @@ def _hours(s: float) -> str:
 def describe(cfg: EvalConfig, plan: Plan, preset: str | None = None) -> str:
     """The plan as a few lines of markdown for stdout."""
     head = f"preset {preset}: " if preset else ""
-    full = [c.label for c in plan.columns if c.full_prompt]
-    short = [c.label for c in plan.columns if not c.full_prompt]
+    full = [c.label for c in plan.columns if c.full_prompt and not c.shared_with]
+    short = [c.label for c in plan.columns if not c.full_prompt and not c.shared_with]
+    shared = any(c.shared_with for c in plan.columns)
     lines = [
         f"{head}{len(cfg.tasks)} task(s) x {cfg.limit} sample(s) = {plan.samples} samples at {cfg.length} "
         f"tokens ({', '.join(cfg.tasks)}); budgets {', '.join(map(str, cfg.budgets)) or '-'} "
         f"({cfg.budget_scope} scope)",
         f"jobs: {plan.jobs} ({plan.samples} samples x {len(plan.columns)} columns)",
         f"target passes: {plan.full_target_passes} over the whole prompt ({', '.join(full) or 'none'}), "
-        f"{plan.short_target_passes} over the kept tokens only ({', '.join(short) or 'none'})",
+        f"{plan.short_target_passes} over the kept tokens only ({', '.join(short) or 'none'})"
+        + ("; a KV method prefills once per sample and KV setting, shared by every budget" if shared else ""),
         "draft passes: " + (", ".join(f"{n} x {what}" for what, n in plan.draft_passes.items()) or "none")
         + (" (one per sample, shared by every budget)" if plan.draft_passes else ""),
         f"estimated time: {_hours(plan.seconds)} (target prefill {_hours(plan.target_s)}, draft "
@@ -176,5 +202,6 @@ def describe(cfg: EvalConfig, plan: Plan, preset: str | None = None) -> str:
         "| column | target tokens per job | est. s per job |",
         "|---|---:|---:|",
     ]
-    lines += [f"| {c.label} | {c.target_tokens} | {c.seconds:.1f} |" for c in plan.columns]
+    lines += [f"| {c.label} | {c.target_tokens}{f' (prefill of {c.shared_with})' if c.shared_with else ''} | "
+              f"{c.seconds:.1f} |" for c in plan.columns]
     return "\n".join(lines) + "\n"

@@ -40,9 +40,13 @@ single-task rows as indicative; the pooled row is what the count is sized for.
 README's per-token costs (it gives 15 min for ``quick``, measured at 13.5). The hour the issue asks
 for cannot hold 76 samples: a dense 4K prefill takes about 57 s on 2 cores, so one hour holds 63
 full-prompt target passes, fewer than the 76 dense ones alone, and every KV method (SnapKV, SpecKV,
-streaming) prefills the whole prompt again at every budget. So ``cpu`` keeps one budget, 128
-context tokens: about 6.1 h (dense 1.2 h; SpecPC and truncation 0.5 h together with their draft
-passes; SnapKV, SpecKV and streaming 1.2 h each). ``--budgets 64,128,256`` would take about 14 h.
+streaming) prefills the whole prompt once per sample too. ``cpu`` keeps one budget, 128 context
+tokens: about 6.1 h (dense 1.2 h; SpecPC and truncation 0.5 h together with their draft passes;
+SnapKV, SpecKV and streaming 1.2 h each). A KV method's prefill is shared by every budget
+(``Runtime.prefill_cache``), so further budgets cost the prompt methods' short prefills and the
+decodes: the dry run now estimates ``--budgets 64,128,256`` at about 6.7 h (304 full-prompt target
+passes, as for one budget), where it estimated 13.8 h (760) when every budget prefilled again;
+neither figure is measured.
 ``cpu-long`` (16K, overnight) keeps dense, SpecPC and truncation at 128 and 512: about 12.8 h, of
 which dense's 76 prefills of 16K are 10.7 h.
 """

@@ -30,7 +30,7 @@ from ..methods.draftpass import draft_pass_of
 from ..outpaths import check_writable_dir
 from ..prompt import Prompt
 from ..runtime import Runtime, RuntimeConfig
-from ..scoring import ScoreCache
+from ..scoring import PrefillCache, ScoreCache
 from . import data, longbench
 from .config import BUDGET_SCOPES, MAX_SEED, Column, EvalConfig, budget_free  # noqa: F401 (re-exported)
 from .dataset import load_or_generate
@@ -222,9 +222,12 @@ def run(cfg: EvalConfig, rt: Runtime, log: LogFn = _stderr, stream=None) -> RunR
         log(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} job(s) already scored in {store.path}")
     progress = Progress([j.column.label for j in todo], stream=stream)
     prompts: dict[str, Prompt] = {}
+    if rt.prefill_cache is None:
+        rt.prefill_cache = PrefillCache()  # and one target prefill per KV setting (SnapKV, SpecKV, ...)
     for r in runtimes.values():
         if r.score_cache is None:
             r.score_cache = ScoreCache()  # one draft pass per sample serves every budget (SpecPC, SpecKV)
+        r.prefill_cache = rt.prefill_cache  # one target for all: its key holds what the draft decides
     ran = 0
     interrupted = False
     try:
@@ -232,6 +235,7 @@ def run(cfg: EvalConfig, rt: Runtime, log: LogFn = _stderr, stream=None) -> RunR
             s = job.sample
             if job.sid not in prompts:
                 prompts.clear()  # jobs come sample by sample: keep one prompt
+                rt.prefill_cache.clear()  # and target prefills (a full-prompt KV state each)
                 for r in runtimes.values():
                     r.score_cache.clear()  # and its draft passes only (they can hold a KV state each)
                 prompts[job.sid] = to_prompt(rt.target, s, cfg.style)

@@ -15,6 +15,11 @@ import numpy as np
 from .attention import AttentionScores  # noqa: F401  (the value SpecPC stores)
 
 
+def digest(a: np.ndarray) -> str:
+    """A content hash of an int32 token (or position) array ``[n]``."""
+    return hashlib.sha1(np.asarray(a, dtype=np.int32).tobytes()).hexdigest()
+
+
 class ScoreCache:
     """``{key: (value, draft_ms, draft_tokens)}`` where the key names the prompt and everything
     that decides what the draft produced for it (attention settings, lookahead, draft pass,
@@ -27,7 +32,7 @@ class ScoreCache:
     @staticmethod
     def key(tokens: np.ndarray, *setup) -> tuple:
         """The key of ``tokens[n]`` produced under ``setup`` (hashable settings)."""
-        return (hashlib.sha1(np.asarray(tokens, dtype=np.int32).tobytes()).hexdigest(), *setup)
+        return (digest(tokens), *setup)
 
     def get(self, key: tuple) -> tuple[object, float, int] | None:
         return self._hits.get(key)

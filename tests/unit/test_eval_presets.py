@@ -144,6 +144,26 @@ def test_plan_counts_passes_and_estimates_the_quick_preset_near_its_measured_tim
     assert cpu.seconds > 3600  # the hour cannot hold 76 dense 4K prefills (module docstring)
 
 
+def test_plan_counts_one_kv_prefill_per_sample_and_kv_setting_for_every_budget():
+    from specllama.cli.eval import build_config
+
+    one = plan.estimate(build_config({"preset": "cpu"}))
+    cfg = build_config({"preset": "cpu", "budgets": "64,128,256",
+                        "methods": "specpc,snapkv,speckv,streaming,random"})
+    three = plan.estimate(cfg)
+    assert three.jobs == 76 * (1 + 3 * 5)
+    # dense, snapkv, speckv, and one plain prefill for streaming and random: not one per budget
+    assert three.full_target_passes == 76 * 4 == one.full_target_passes
+    assert three.short_target_passes == 76 * 3  # specpc reads its kept tokens at every budget
+    cols = {c.label: c for c in three.columns}
+    assert cols["snapkv@ctx128"].shared_with == "snapkv@ctx64" and cols["snapkv@ctx64"].shared_with is None
+    assert cols["random@ctx64"].shared_with == "streaming@ctx64"
+    assert cols["speckv@ctx64"].shared_with is None  # SpecKV reads the draft's answer: its own prefill
+    assert cols["snapkv@ctx128"].seconds == pytest.approx(cols["snapkv@ctx128"].decode_s)
+    text = plan.describe(cfg, three)
+    assert "prefills once per sample and KV setting" in text and "(prefill of snapkv@ctx64)" in text
+
+
 def test_interpolation_goes_through_the_measured_points():
     assert plan.interpolate(plan.TARGET_PREFILL, 4096) == pytest.approx(56.6)
     assert 56.6 < plan.interpolate(plan.TARGET_PREFILL, 6000) < 151.8

@@ -97,6 +97,37 @@ def test_grid_outputs_and_resume(tmp_path, tiny_runtime, calls):
     assert calls == [] and res4.reused == 8
 
 
+def test_kv_methods_prefill_the_target_once_per_sample_for_every_budget(tmp_path, tiny_runtime, monkeypatch):
+    """SnapKV and SpecKV read attention in one target prefill per sample each, shared by both
+    budgets; StreamingLLM and the random baseline share one plain prefill; dense has its own."""
+    from specllama.engine.context import Context
+
+    seen = {"target": 0, "attention": 0}
+    real_decode, real_score = Context.decode, pipeline.score_with_attention
+
+    def decode(self, tokens, *a, **kw):
+        seen["target"] += self.model.role == "target" and len(tokens) > 1  # a prefill, not a step
+        return real_decode(self, tokens, *a, **kw)
+
+    def score(*a, **kw):
+        seen["attention"] += 1
+        return real_score(*a, **kw)
+
+    monkeypatch.setattr(Context, "decode", decode)
+    monkeypatch.setattr(pipeline, "score_with_attention", score)
+    cfg = config(tmp_path / "kv", methods=("snapkv", "speckv", "streaming", "random"))
+    res = runner.run(cfg, tiny_runtime, log=lambda s: None)
+    assert res.ran == 2 * 9
+    assert seen == {"attention": 2 * 2, "target": 2 * 4}  # without the memo: 2 x 4 and 2 x 9
+    recs = {(r["index"], r["label"]): r["timings"] for r in res.records}
+    for i in (0, 1):
+        assert recs[(i, "snapkv@384")]["reused_ms"] == 0 and recs[(i, "streaming@384")]["reused_ms"] == 0
+        for label in ("snapkv@512", "streaming@512", "random@384", "random@512"):
+            t = recs[(i, label)]
+            assert t["reused_ms"] >= t["prefill_ms"] > 0, label  # counted as if it ran
+    assert len(tiny_runtime.prefill_cache) == 3  # one sample's prefills only
+
+
 def test_interrupted_run_keeps_scored_jobs(tmp_path, tiny_runtime, monkeypatch):
     real = pipeline.generate
     n = []
