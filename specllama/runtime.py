@@ -73,6 +73,13 @@ class RuntimeConfig:
             raise ConfigError("-ngl and -ngld must be >= 0")
 
 
+def _memo(cache, cls: type, name: str):
+    """``cache`` if it is None or a ``cls``; else a TypeError naming the attribute ``name``."""
+    if cache is not None and not isinstance(cache, cls):
+        raise TypeError(f"{name} must be a {cls.__name__} or None, not {type(cache).__name__}")
+    return cache
+
+
 class Runtime:
     """Models and contexts for one process. Use as a context manager or call :meth:`close`."""
 
@@ -99,9 +106,7 @@ class Runtime:
 
     @score_cache.setter
     def score_cache(self, cache: ScoreCache | None) -> None:
-        if cache is not None and not isinstance(cache, ScoreCache):
-            raise TypeError(f"score_cache must be a ScoreCache or None, not {type(cache).__name__}")
-        self._score_cache = cache
+        self._score_cache = _memo(cache, ScoreCache, "score_cache")
 
     @property
     def prefill_cache(self) -> PrefillCache | None:
@@ -111,9 +116,7 @@ class Runtime:
 
     @prefill_cache.setter
     def prefill_cache(self, cache: PrefillCache | None) -> None:
-        if cache is not None and not isinstance(cache, PrefillCache):
-            raise TypeError(f"prefill_cache must be a PrefillCache or None, not {type(cache).__name__}")
-        self._prefill_cache = cache
+        self._prefill_cache = _memo(cache, PrefillCache, "prefill_cache")
 
     @property
     def attn_route(self) -> str:

@@ -190,6 +190,18 @@ class HookedContext:
         return self._ctx.decode(tokens, positions, before_chunk=before, progress=progress, **kw)
 
 
+def draft_pass(stage: PromptStage | None, rt: Runtime, n: int) -> tuple:
+    """``(model, attention, local)`` of the draft's pass over ``n`` tokens: the stage's own
+    (SpecPC's ``draft_pass``: a prefix of the draft's layers, sparse attention for the queries
+    before the window, as in ``run``), else the whole draft with full attention (``attention`` is
+    then the stage's ``draft_scoring`` settings, or None without a stage)."""
+    pass_ = getattr(stage, "draft_pass", None)
+    if pass_ is not None:
+        return pass_(rt, n)
+    scoring = getattr(stage, "draft_scoring", None)
+    return rt.draft, scoring.attention if scoring is not None else None, None
+
+
 class DraftScorer:
     """A prompt stage scored by the draft's attention (its ``draft_scoring``: SpecPC), with the
     draft's own KV reused across turns.
@@ -218,7 +230,10 @@ class DraftScorer:
         """Draft scores ``[m]`` for every token of ``seq``; the draft then holds ``seq``."""
         self.rt.check_same_tokenizer("the draft that follows the chat token for token")
         cfg = self.cfg
-        model, attention, local = self.draft_pass(seq.n)
+        # queries decoded in an earlier turn keep the attention they had then: a token of that
+        # turn's scoring window attended to every key, so cells can differ a little from a fresh
+        # sparse pass over the sequence
+        model, attention, local = draft_pass(self.stage, self.rt, seq.n)
         window = min(cfg.attention.window, seq.n)
         t0 = time.perf_counter()
         q = self.track.sync(seq.tokens, seq.positions, keep_last=window)
@@ -240,18 +255,6 @@ class DraftScorer:
         timings.draft_ms += 1000.0 * (time.perf_counter() - t0)
         timings.draft_tokens += seq.n - q
         return scores
-
-    def draft_pass(self, n: int) -> tuple:
-        """``(model, attention, local)`` for a sequence of ``n`` tokens: the stage's draft pass
-        (SpecPC's ``draft_pass``: a prefix of the draft's layers, sparse attention for the queries
-        before the window, as in ``run``), or the whole draft with full attention. The track's
-        context is of that model (``ChatSession.draft_model``). Queries decoded in an earlier turn
-        keep the attention they had then: a token that was in that turn's scoring window attended
-        to every key, so the cells can differ a little from a fresh sparse pass over the sequence."""
-        pass_ = getattr(self.stage, "draft_pass", None)
-        if pass_ is None:
-            return self.rt.draft, self.cfg.attention, None
-        return pass_(self.rt, n)
 
     def select(self, seq: Sequence, protected: np.ndarray, goal: int, timings: Timings) -> np.ndarray:
         scores = self.scores(seq, timings)

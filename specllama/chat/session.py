@@ -179,8 +179,7 @@ class ChatSession:
     def draft_model(self):
         """The draft model the method's draft pass runs: the draft, or the prefix of its layers that
         SpecPC's cheap pass reads (``DraftPass.run_layers``); the draft for methods without one."""
-        pass_ = getattr(self.method.prompt_stage, "draft_pass", None)
-        return pass_(self.rt, 0)[0] if pass_ is not None else self.rt.draft
+        return compress.draft_pass(self.method.prompt_stage, self.rt, 0)[0]
 
     @property
     def renumber(self) -> bool:

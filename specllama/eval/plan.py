@@ -141,9 +141,10 @@ def _column_cost(col: Column, n: int, new: int, drafts: dict[tuple, tuple[str, f
     tokens = kept_prompt + lookahead
     full = kept_prompt >= n
     key = None
-    if kv is not None:  # what the runner's prefill memo keys on, for eval's default settings
+    if kv is not None:  # what the runner's prefill memo keys on, for eval's default settings (each
+        # draft writes its own lookahead answer, so a draft-reading stage never shares across drafts)
         key = (m.name if ps is not None else None, kept_prompt,
-               kv.attention if kv.needs_attention else "plain", lookahead)
+               kv.attention if kv.needs_attention else "plain", lookahead, col.draft if kv.needs_draft else None)
     return ColumnCost(col.label, tokens, full, interpolate(TARGET_PREFILL, tokens), decode_s(gen, min(budget, n)),
                       key)
 

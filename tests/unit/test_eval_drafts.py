@@ -122,3 +122,13 @@ def test_dry_run_prices_one_draft_pass_per_draft(tmp_path, tiny_path, tiny_draft
     assert r.exit_code == 0, r.output
     assert "draft tiny-draft" in r.output and "draft tiny-other-vocab" in r.output
     assert "specpc~tiny-other-vocab@1024" in r.output
+
+
+def test_dry_run_never_shares_a_draft_reading_kv_prefill_across_drafts(tmp_path, drafts):
+    from specllama.eval.plan import estimate
+
+    cfg = config(tmp_path, methods=("speckv", "snapkv"), budgets=(384, 512), drafts=drafts)
+    shared = {c.label: c.shared_with for c in estimate(cfg).columns}
+    assert shared["speckv~same@512"] == "speckv~same@384"  # one prefill per draft, for both budgets
+    assert shared["speckv~other@384"] is None  # the other draft's lookahead answer differs
+    assert shared["snapkv@512"] == "snapkv@384"
