@@ -85,13 +85,21 @@ def _cell(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def _counted(x: float | None, k: int, n: int) -> str:
+    """A score cell; one averaged over fewer samples than its row's ``n`` (an interrupted run) says
+    how many, so a partial column never reads as complete."""
+    return _cell(x) if x is None or k >= n else f"{_cell(x)} (n={k})"
+
+
 def markdown(summary: dict) -> str:
     """The task x method@budget table with the average and the % of dense, as markdown."""
     labels = [c["label"] for c in summary["columns"]]
     lines = ["| task | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     for t in summary["tasks"]:
-        n = max(summary["n"][t].values(), default=0)
-        lines.append(f"| {t} (n={n}) | " + " | ".join(_cell(summary["scores"][t][lb]) for lb in labels) + " |")
+        counts = summary["n"][t]
+        n = max(counts.values(), default=0)
+        lines.append(f"| {t} (n={n}) | " + " | ".join(_counted(summary["scores"][t][lb], counts.get(lb, 0), n)
+                                                     for lb in labels) + " |")
     lines.append("| **average** | " + " | ".join(f"**{_cell(summary['average'][lb])}**" for lb in labels) + " |")
     lines.append("| % of dense | " + " | ".join(_cell(summary["percent_of_dense"][lb]) for lb in labels) + " |")
     ttft = [summary["timings"][lb]["ttft_ms"] for lb in labels]

@@ -51,6 +51,9 @@ def test_missing_cells_and_plot(cfg, tmp_path):
     s = summarize(cfg, [rec("vt", "dense", None, 50.0)], {"target": "t.gguf", "draft": None})
     assert s["scores"]["vt"]["specpc@512"] is None and s["percent_of_dense"]["specpc@512"] is None
     assert "| vt (n=1) | 50.0 | - | - |" in markdown(s)
+    partial = summarize(cfg, [rec("vt", "dense", None, 50.0, 0), rec("vt", "dense", None, 70.0, 1),
+                              rec("vt", "specpc", 512, 20.0, 0)], {"target": "t.gguf", "draft": "d.gguf"})
+    assert "| vt (n=2) | 60.0 | 20.0 (n=1) | - |" in markdown(partial)  # a partial column says so
     full = summarize(cfg, [rec("vt", "dense", None, 50.0), rec("vt", "specpc", 512, 20.0),
                            rec("vt", "specpc", 1024, 40.0)], {"target": "t.gguf", "draft": "d.gguf"})
     plot(full, tmp_path / "p.png")
