@@ -2,7 +2,8 @@
 
 * a query before ``pos_full`` gives exactly zero attention to every key that is neither a sink nor
   within its local window, and a query at or after ``pos_full`` still sees every key;
-* the flash-attention kernel (which skips fully masked tiles) agrees with the plain one;
+* the flash-attention kernel (which skips fully masked tiles, and converts the tiles it computes with
+  the vectorised fp16 routine: patches/0003) agrees with the plain one;
 * positions are unchanged, and switching it off restores exact attention bit for bit;
 * a layer prefix is a loadable model whose layers compute what the full model's first layers do;
 * every new flag refuses bad values with one line and exit code 2.
@@ -117,6 +118,15 @@ def test_flash_attention_kernel_skips_masked_tiles_correctly(wide_path):
     np.testing.assert_allclose(fa, ref, rtol=2e-2, atol=2e-2)
     full = _last_logits(wide_path, 768, False, None)
     assert not np.allclose(ref, full, rtol=1e-3, atol=1e-3)  # the mask changed the computation
+
+
+@pytest.mark.parametrize("n", [768, 700])
+def test_flash_attention_kernel_agrees_with_the_plain_one_on_causal_tiles(wide_path, n):
+    # patches/0003 converts the mask and K of every tile it computes with the vectorised fp16 routine
+    # (diagonal tiles are partly masked; 700 leaves a partial last ubatch): same answer as plain attention
+    fa = _last_logits(wide_path, n, True, None)
+    ref = _last_logits(wide_path, n, False, None)
+    np.testing.assert_allclose(fa, ref, rtol=2e-2, atol=2e-2)
 
 
 def test_switching_it_off_restores_exact_attention(wide_path):
