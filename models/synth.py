@@ -49,6 +49,7 @@ class TinySpec:
     chat_template: str | None = CHATML
     extra_words: tuple[str, ...] = field(default_factory=tuple)
     sliding_window: int = 0  # gemma3 only: local layers see this many tokens (5 of every 6 layers)
+    quant: str = "F32"  # a gguf quantization type name (e.g. "Q5_0") for the 2-D weights; F32 keeps them
     # tokenizer oddities (for the cross-tokenizer alignment): the "\u2581word" pieces of
     # ``unknown_words`` are typed UNKNOWN (the word becomes an <unk>-like token), those of
     # ``dropped_words`` UNUSED (llama.cpp spells them as nothing: the text does not round-trip)
@@ -82,10 +83,12 @@ def tiny_vocab(variant: int = 0, extra_words: tuple[str, ...] = ()) -> tuple[lis
 
 
 def write_tiny(path: str | os.PathLike, spec: TinySpec = TinySpec()) -> str:
-    """Write a random f32 model (``llama``, ``qwen2`` or ``gemma3`` layout) with :func:`tiny_vocab`."""
+    """Write a random model (``llama``, ``qwen2`` or ``gemma3`` layout) with :func:`tiny_vocab`:
+    f32, or its 2-D weights quantized as ``spec.quant`` (with gguf's numpy quantizer)."""
     import gguf
 
     path = os.fspath(path)
+    qtype = gguf.GGMLQuantizationType[spec.quant]
     rng = np.random.default_rng(spec.seed)
     tokens, scores, types = tiny_vocab(spec.vocab_variant, spec.extra_words)
     for words, kind in ((spec.unknown_words, UNKNOWN), (spec.dropped_words, UNUSED)):
@@ -94,6 +97,12 @@ def write_tiny(path: str | os.PathLike, spec: TinySpec = TinySpec()) -> str:
     n_vocab = len(tokens)
     hd = spec.n_embd // spec.n_head
     w = gguf.GGUFWriter(path, spec.arch)
+
+    def add(name: str, x: np.ndarray) -> None:
+        if x.ndim == 2 and qtype != gguf.GGMLQuantizationType.F32:
+            w.add_tensor(name, gguf.quants.quantize(x, qtype), raw_dtype=qtype)
+        else:
+            w.add_tensor(name, x)
     w.add_name(f"tiny-{spec.arch}-v{spec.vocab_variant}")
     w.add_context_length(spec.n_ctx_train)
     w.add_embedding_length(spec.n_embd)
@@ -123,27 +132,27 @@ def write_tiny(path: str | os.PathLike, spec: TinySpec = TinySpec()) -> str:
     def mat(rows: int, cols: int, scale: float) -> np.ndarray:
         return (rng.standard_normal((rows, cols)) * scale / np.sqrt(cols)).astype(np.float32)
 
-    w.add_tensor("token_embd.weight", mat(n_vocab, spec.n_embd, np.sqrt(spec.n_embd)))
-    w.add_tensor("output_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
-    w.add_tensor("output.weight", mat(n_vocab, spec.n_embd, 1.0))
+    add("token_embd.weight", mat(n_vocab, spec.n_embd, np.sqrt(spec.n_embd)))
+    add("output_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
+    add("output.weight", mat(n_vocab, spec.n_embd, 1.0))
     for i in range(spec.n_layer):
         b = f"blk.{i}"
-        w.add_tensor(f"{b}.attn_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
-        w.add_tensor(f"{b}.attn_q.weight", mat(spec.n_head * hd, spec.n_embd, spec.qk_scale * np.sqrt(hd)))
-        w.add_tensor(f"{b}.attn_k.weight", mat(spec.n_head_kv * hd, spec.n_embd, spec.qk_scale * np.sqrt(hd)))
-        w.add_tensor(f"{b}.attn_v.weight", mat(spec.n_head_kv * hd, spec.n_embd, 1.0))
+        add(f"{b}.attn_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
+        add(f"{b}.attn_q.weight", mat(spec.n_head * hd, spec.n_embd, spec.qk_scale * np.sqrt(hd)))
+        add(f"{b}.attn_k.weight", mat(spec.n_head_kv * hd, spec.n_embd, spec.qk_scale * np.sqrt(hd)))
+        add(f"{b}.attn_v.weight", mat(spec.n_head_kv * hd, spec.n_embd, 1.0))
         if spec.arch == "qwen2":
             for nm, rows in (("q", spec.n_head * hd), ("k", spec.n_head_kv * hd), ("v", spec.n_head_kv * hd)):
-                w.add_tensor(f"{b}.attn_{nm}.bias", np.zeros(rows, dtype=np.float32))
-        w.add_tensor(f"{b}.attn_output.weight", mat(spec.n_embd, spec.n_head * hd, 1.0))
+                add(f"{b}.attn_{nm}.bias", np.zeros(rows, dtype=np.float32))
+        add(f"{b}.attn_output.weight", mat(spec.n_embd, spec.n_head * hd, 1.0))
         if spec.arch == "gemma3":
             for nm, size in (("attn_q_norm", hd), ("attn_k_norm", hd), ("post_attention_norm", spec.n_embd),
                              ("post_ffw_norm", spec.n_embd)):
-                w.add_tensor(f"{b}.{nm}.weight", np.ones(size, dtype=np.float32))
-        w.add_tensor(f"{b}.ffn_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
-        w.add_tensor(f"{b}.ffn_gate.weight", mat(spec.n_ff, spec.n_embd, 1.0))
-        w.add_tensor(f"{b}.ffn_up.weight", mat(spec.n_ff, spec.n_embd, 1.0))
-        w.add_tensor(f"{b}.ffn_down.weight", mat(spec.n_embd, spec.n_ff, 1.0))
+                add(f"{b}.{nm}.weight", np.ones(size, dtype=np.float32))
+        add(f"{b}.ffn_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
+        add(f"{b}.ffn_gate.weight", mat(spec.n_ff, spec.n_embd, 1.0))
+        add(f"{b}.ffn_up.weight", mat(spec.n_ff, spec.n_embd, 1.0))
+        add(f"{b}.ffn_down.weight", mat(spec.n_embd, spec.n_ff, 1.0))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

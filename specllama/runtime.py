@@ -9,13 +9,14 @@ llama.cpp objects.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, replace
 
 from .engine.capture import ATTN_PROBS, TensorTap, qk_route
 from .engine.context import Context, ContextConfig
 from .engine.model import Model, check_gguf_path
-from .engine.prefix import layer_prefix
+from .engine.prefix import has_q5_0, is_current, layer_prefix, prefix_path
 from .errors import ConfigError, ModelError, PromptError, require_int
 from .scoring.cache import ScoreCache
 from .scoring.prefill_cache import PrefillCache
@@ -155,8 +156,27 @@ class Runtime:
         if not self.cfg.draft:
             raise ConfigError("this method needs a draft model: pass -md/--draft")
         if self._draft is None:
-            self._draft = Model(self.cfg.draft, self.cfg.n_gpu_layers_draft, role="draft")
+            try:
+                path = self._derived_draft(None)
+            except ModelError as exc:  # only a speed-up: the draft itself still loads
+                self.note_once("requant", f"{exc}; the draft runs from its own file")
+                path = self.cfg.draft
+            self._draft = Model(path, self.cfg.n_gpu_layers_draft, role="draft",
+                                name=os.path.basename(self.cfg.draft))
         return self._draft
+
+    def _derived_draft(self, n_layers: int | None) -> str:
+        """The draft's file for ``n_layers`` layers (None: all): on the CPU (``-ngld 0``) a copy
+        with its Q5_0 tensors as Q8_0 (``engine/requant.py``: the same values, a faster kernel),
+        cut to ``n_layers`` if asked, written once into the model cache's ``derived/`` folder."""
+        from .registry import cache_dir
+
+        requant = self.cfg.n_gpu_layers_draft == 0
+        dst = prefix_path(self.cfg.draft, n_layers, cache_dir() / "derived", requant)
+        if requant and not is_current(self.cfg.draft, dst, True) and has_q5_0(self.cfg.draft):
+            self.note_once(f"derive-{n_layers}", f"writing {dst.name} into {dst.parent} once: the draft's "
+                           "Q5_0 tensors as Q8_0, the same values in a format this CPU runs faster")
+        return str(layer_prefix(self.cfg.draft, n_layers, cache_dir() / "derived", requant))
 
     def draft_prefix(self, n_layers: int | None) -> Model:
         """The draft, or a model of its first ``n_layers`` layers (``--draft-layers``), written
@@ -165,10 +185,7 @@ class Runtime:
             return self.draft
         model = self._prefixes.get(n_layers)
         if model is None:
-            from .registry import cache_dir
-
-            path = layer_prefix(self.cfg.draft, n_layers, cache_dir() / "derived")
-            model = Model(path, self.cfg.n_gpu_layers_draft, role="draft")
+            model = Model(self._derived_draft(n_layers), self.cfg.n_gpu_layers_draft, role="draft")
             self._prefixes[n_layers] = model
         return model
 

@@ -68,10 +68,12 @@ class Model:
         role: "target" or "draft", used in error messages only.
         vocab_only: load only the vocabulary and metadata (tokenize, detokenize, chat template;
             no context can be made from it).
+        name: the name shown in messages and reports (default: the file's name), e.g. the
+            user's draft for its derived copy in the cache.
     """
 
     def __init__(self, path: str | os.PathLike, n_gpu_layers: int = 0, role: str = "model",
-                 vocab_only: bool = False):
+                 vocab_only: bool = False, name: str | None = None):
         lib.init()
         self.path = check_gguf_path(path, role)
         self.role = role
@@ -85,7 +87,7 @@ class Model:
                              "(corrupt file or unsupported architecture; rerun with -v for details)")
         self._ptr = ptr
         self._vocab = C.llama_model_get_vocab(ptr)
-        self.name = os.path.basename(self.path)
+        self.name = name or os.path.basename(self.path)
 
     # -- lifetime -----------------------------------------------------------------------------
     @property
